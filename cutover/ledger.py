@@ -34,6 +34,7 @@ __all__ = [
     "ledger_url_for",
     "load_counters",
     "open_ledger",
+    "safe_url",
     "start_run",
     "utc_now",
 ]
@@ -137,15 +138,15 @@ def open_ledger(url: str, *, create: bool = True) -> Engine:
         if create:
             SQLModel.metadata.create_all(engine)
     except SQLAlchemyError as exc:
-        raise LedgerError(f"Can't open the ledger at {_safe_url(url)}: {exc}") from exc
+        raise LedgerError(f"Can't open the ledger at {safe_url(url)}: {exc}") from exc
     except ModuleNotFoundError as exc:
         raise LedgerError(
-            f"Can't open the ledger at {_safe_url(url)}: driver {exc.name!r} is not installed."
+            f"Can't open the ledger at {safe_url(url)}: driver {exc.name!r} is not installed."
         ) from exc
     return engine
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     """Return `url` with any password replaced, for messages and logs."""
     from sqlalchemy.engine import make_url
 

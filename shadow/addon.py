@@ -1,0 +1,284 @@
+"""The shadow proxy: a mitmproxy addon that mirrors webhooks and taps each flow.
+
+Run it with the CLI (`cutover shadow`) or directly:
+
+    mitmdump -s shadow/addon.py --set cutover_config=cutover.toml \\
+        --mode reverse:http://127.0.0.1:8081@127.0.0.1:8080 ...
+
+with one `--mode reverse:UPSTREAM@HOST:PORT` per route of the configuration
+(`cutover shadow --print-command` prints the full line). Each listener's port
+tells which route an http flow came in on.
+
+The hooks stay cheap: they copy references and timestamps and return. Key
+extraction, redaction and ledger writes happen on the ledger writer's
+thread; mirror copies are sent by asyncio tasks. A failure in any of those
+never changes what the storefront gets from the legacy flow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+import uuid
+from pathlib import Path
+
+from mitmproxy import ctx, exceptions, http
+
+from cutover.ledger import (
+    LedgerError,
+    LedgerWriter,
+    ledger_url_for,
+    open_ledger,
+    safe_url,
+    start_run,
+)
+from cutover.privacy import Redactor
+from shadow.config import ConfigError, RouteSpec, ShadowConfig, load_config
+from shadow.events import EventBuilder, Observation, ObservationKind
+from shadow.mirror import Mirror, MirrorCopy, MirrorResult
+
+log = logging.getLogger(__name__)
+
+QUARANTINED = "cutover.quarantined"
+
+# Delivery headers kept with each webhook event, under these names. Read
+# case-insensitively; newer Shopify deliveries drop the X- prefix.
+DELIVERY_HEADERS = {
+    "topic": ("X-Shopify-Topic", "Shopify-Topic", "X-WC-Webhook-Topic"),
+    "event_id": ("X-Shopify-Event-Id", "Shopify-Event-Id", "webhook-id"),
+    "webhook_id": ("X-Shopify-Webhook-Id", "Shopify-Webhook-Id", "X-WC-Webhook-Delivery-ID"),
+}
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def _delivery_headers(headers: http.Headers) -> dict[str, str]:
+    found = {}
+    for name, candidates in DELIVERY_HEADERS.items():
+        for candidate in candidates:
+            value = headers.get(candidate)
+            if value:
+                found[name] = value
+                break
+    return found
+
+
+def _elapsed_ms(flow: http.HTTPFlow) -> float | None:
+    end = flow.response.timestamp_end if flow.response else None
+    start = flow.request.timestamp_start
+    if end is None or start is None:
+        return None
+    return (end - start) * 1000.0
+
+
+class Shadow:
+    def __init__(self) -> None:
+        self.config: ShadowConfig | None = None
+        self.run_id = ""
+        self.writer: LedgerWriter | None = None
+        self.mirror: Mirror | None = None
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "cutover_config", str, "",
+            "Path of the cutover shadow configuration (TOML or JSON) with the routes.",
+        )
+        loader.add_option(
+            "cutover_ledger", str, "",
+            "Ledger URL (sqlite:///path or postgresql://...). Overrides the configuration; "
+            "the default is a SQLite file under runs/<run id>/.",
+        )
+        loader.add_option(
+            "cutover_run_id", str, "",
+            "Id of the run the events are recorded under. Overrides the configuration; "
+            "a new id is made when both are empty.",
+        )
+        loader.add_option(
+            "cutover_instance", str, "",
+            "Id of this proxy instance, recorded with every event. Overrides the configuration.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if not updated & {"cutover_config", "cutover_ledger", "cutover_run_id", "cutover_instance"}:
+            return
+        if not ctx.options.cutover_config:
+            raise exceptions.OptionsError(
+                "cutover_config is empty: set it to the shadow configuration file, "
+                "for example --set cutover_config=cutover.toml"
+            )
+        if self.writer is not None:
+            raise exceptions.OptionsError("The cutover options can't change while the proxy runs.")
+        try:
+            config = load_config(Path(ctx.options.cutover_config))
+        except ConfigError as exc:
+            raise exceptions.OptionsError(str(exc)) from exc
+        self.config = config
+        self.run_id = ctx.options.cutover_run_id or config.run_id or new_run_id()
+
+    async def running(self) -> None:
+        config = self._require_config()
+        self._check_modes(config)
+        url = ctx.options.cutover_ledger or config.ledger_url
+        if not url:
+            folder = Path("runs") / self.run_id
+            folder.mkdir(parents=True, exist_ok=True)
+            url = ledger_url_for(folder)
+        instance_id = ctx.options.cutover_instance or config.instance_id
+
+        try:
+            engine = open_ledger(url)
+            start_run(engine, self.run_id, "shadow", {"routes": [r.name for r in config.routes]})
+        except LedgerError as exc:
+            # Without a ledger at start there is nothing to record into: refuse
+            # to start rather than let traffic pass unrecorded.
+            log.error("%s", exc)
+            ctx.master.shutdown()
+            return
+
+        self.writer = LedgerWriter(
+            engine, run_id=self.run_id, instance_id=instance_id,
+            transform=EventBuilder(Redactor()),
+        )
+        self.writer.start()
+        ingress = next(route for route in config.routes if route.role == "ingress")
+        assert ingress.mirror_to is not None
+        self.mirror = Mirror(ingress.mirror_to, config.mirror, self._on_mirror_result)
+        self.mirror.start()
+        log.warning("cutover shadow recording run %s into %s (%d routes, instance %s)",
+                    self.run_id, safe_url(url), len(config.routes), instance_id)
+
+    async def done(self) -> None:
+        if self.mirror is not None:
+            await self.mirror.close()
+        if self.writer is not None:
+            self.writer.close()
+            log.warning("cutover shadow stopped: run %s, %d events written, counters %s",
+                        self.run_id, self.writer.written, self.writer.counters())
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        route = self._route(flow)
+        if route is None or flow.response is not None or flow.is_replay:
+            return
+
+        if route.role == "ingress":
+            self._on_webhook(flow, route)
+        elif route.role == "erp":
+            self._observe(ObservationKind.ERP_REQUEST, flow, route, body=flow.request.raw_content)
+        elif route.role == "email":
+            if route.quarantine:
+                self._quarantine(flow)
+            self._observe(ObservationKind.EMAIL, flow, route, body=flow.request.raw_content,
+                          quarantined=route.quarantine)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        route = self._route(flow)
+        if route is None or flow.metadata.get(QUARANTINED) or flow.response is None:
+            return
+
+        status = flow.response.status_code
+        if route.role == "ingress":
+            self._observe(ObservationKind.WEBHOOK_RESPONSE, flow, route, status=status,
+                          latency_ms=_elapsed_ms(flow))
+        elif route.role == "erp":
+            body = flow.response.raw_content if status >= 400 else None
+            location = flow.response.headers.get("Location")
+            self._observe(ObservationKind.ERP_RESPONSE, flow, route, status=status,
+                          latency_ms=_elapsed_ms(flow), body=body,
+                          content_encoding=flow.response.headers.get("content-encoding", ""),
+                          headers={"location": location} if location else None)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        route = self._route(flow)
+        if route is None or flow.error is None:
+            return
+        if route.role == "erp":
+            self._observe(ObservationKind.ERP_ERROR, flow, route, reason=flow.error.msg)
+        elif route.role == "ingress":
+            log.warning("Legacy flow gave no answer on http flow %s: %s", flow.id, flow.error.msg)
+            self._observe(ObservationKind.WEBHOOK_RESPONSE, flow, route, reason=flow.error.msg)
+
+    def _on_webhook(self, flow: http.HTTPFlow, route: RouteSpec) -> None:
+        body = flow.request.raw_content
+        self._observe(ObservationKind.WEBHOOK, flow, route, body=body,
+                      headers=_delivery_headers(flow.request.headers))
+        assert self.mirror is not None and self.writer is not None
+        self.writer.count("webhooks.seen")
+
+        copy = MirrorCopy(
+            http_flow_id=flow.id,
+            method=flow.request.method,
+            path=flow.request.path,
+            headers=list(flow.request.headers.items(multi=True)),
+            body=body if body is not None else b"",
+        )
+        if body is None:
+            # TODO: tee streamed bodies from requestheaders; until then a
+            # streamed webhook is counted as dropped, never sent truncated.
+            self._on_mirror_result(MirrorResult(
+                kind="mirror.dropped", copy=copy, mono_ns=time.monotonic_ns(),
+                wall_s=time.time(), reason="body was streamed; the mirror needs the whole body",
+            ))
+            return
+        self.mirror.submit(copy)
+
+    def _quarantine(self, flow: http.HTTPFlow) -> None:
+        """Answer a candidate's email call as SendGrid would, without sending it."""
+        flow.metadata[QUARANTINED] = True
+        flow.response = http.Response.make(
+            202, b"", {"X-Message-Id": "quarantined-" + uuid.uuid4().hex}
+        )
+
+    def _on_mirror_result(self, result: MirrorResult) -> None:
+        assert self.writer is not None and self.config is not None
+        self.writer.count(result.kind)
+        ingress = next(route for route in self.config.routes if route.role == "ingress")
+        self.writer.put(Observation(
+            kind=result.kind, route=ingress, http_flow_id=result.copy.http_flow_id,
+            mono_ns=result.mono_ns, wall_s=result.wall_s, method=result.copy.method,
+            path=result.copy.path, body=result.copy.body, status=result.status,
+            latency_ms=result.latency_ms, reason=result.reason,
+            content_encoding=_header(result.copy.headers, "content-encoding"),
+        ))
+
+    def _observe(self, kind: str, flow: http.HTTPFlow, route: RouteSpec, **fields) -> None:
+        if self.writer is None:
+            return
+        fields.setdefault("content_encoding", flow.request.headers.get("content-encoding", ""))
+        self.writer.put(Observation(
+            kind=kind, route=route, http_flow_id=flow.id, mono_ns=time.monotonic_ns(),
+            wall_s=time.time(), method=flow.request.method, path=flow.request.path, **fields,
+        ))
+
+    def _route(self, flow: http.HTTPFlow) -> RouteSpec | None:
+        if self.config is None:
+            return None
+        return self.config.route_for_port(flow.client_conn.proxy_mode.custom_listen_port)
+
+    def _require_config(self) -> ShadowConfig:
+        if self.config is None:
+            raise exceptions.OptionsError("cutover_config is not set.")
+        return self.config
+
+    def _check_modes(self, config: ShadowConfig) -> None:
+        """Warn about routes that have no listener and listeners with no route."""
+        modes = set(ctx.options.mode)
+        for route in config.routes:
+            if route.mode_spec not in modes:
+                log.warning("Route %r has no listener: add --mode %s", route.name, route.mode_spec)
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return ""
+
+
+addons = [Shadow()]
+
+if os.environ.get("CUTOVER_SHADOW_DEBUG"):  # pragma: no cover - a developer's switch
+    logging.getLogger("shadow").setLevel(logging.DEBUG)

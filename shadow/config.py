@@ -1,0 +1,310 @@
+"""The shadow proxy's configuration: routes, mirror and ledger settings.
+
+A configuration file (TOML, or JSON as written by `cutover demo`) declares
+one route per reverse-mode listener:
+
+- an `ingress` route sits in front of the storefront's webhook target; its
+  upstream is the legacy flow and `mirror_to` is the candidate flow;
+- `erp` and `email` routes are taps: a flow sends its ERP or email calls to
+  the tap's port, and the tap forwards them to `upstream`. A tap with
+  `quarantine = true` answers in place of the upstream and never forwards.
+
+Every parse error names the setting, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jmespath
+import jmespath.exceptions
+from jmespath.parser import ParsedResult
+
+from cutover.events import Flow
+
+__all__ = [
+    "ConfigError",
+    "EmailKinds",
+    "MirrorSpec",
+    "RouteSpec",
+    "ShadowConfig",
+    "load_config",
+    "parse_config",
+]
+
+ROLES = ("ingress", "erp", "email")
+
+DEFAULT_KEY_RULES = {"ingress": "id", "erp": "externalId", "email": "custom_args.order_id"}
+# NetSuite REST addresses a record by external id in the path: eid:{externalId}.
+DEFAULT_ERP_PATH_KEY = r"/eid:([^/?]+)"
+DEFAULT_ERP_SUBMIT_METHODS = ("POST", "PUT", "PATCH")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the setting and the fix."""
+
+
+@dataclass(frozen=True)
+class EmailKinds:
+    """How an email tap tells a confirmation from a pending notice."""
+
+    rule: ParsedResult
+    confirmation: frozenset[str]
+    pending_notice: frozenset[str]
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    name: str
+    role: str
+    listen_host: str
+    listen_port: int
+    upstream: str
+    flow: Flow
+    key_rule: ParsedResult
+    key_rule_text: str
+    path_key: re.Pattern[str] | None = None
+    mirror_to: str | None = None
+    quarantine: bool = False
+    submit_methods: tuple[str, ...] = DEFAULT_ERP_SUBMIT_METHODS
+    email_kinds: EmailKinds | None = None
+
+    @property
+    def mode_spec(self) -> str:
+        """The mitmproxy `--mode` value that creates this route's listener."""
+        return f"reverse:{self.upstream}@{self.listen_host}:{self.listen_port}"
+
+
+@dataclass(frozen=True)
+class MirrorSpec:
+    # Copies waiting to be sent; a full queue drops the copy and counts it.
+    queue_size: int = 1000
+    # Copies in flight to the candidate at once.
+    concurrency: int = 16
+    # Seconds to wait for the candidate's answer before counting a failure.
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class ShadowConfig:
+    routes: tuple[RouteSpec, ...]
+    mirror: MirrorSpec = field(default_factory=MirrorSpec)
+    ledger_url: str = ""
+    run_id: str = ""
+    instance_id: str = "proxy-1"
+
+    def route_for_port(self, port: int | None) -> RouteSpec | None:
+        for route in self.routes:
+            if route.listen_port == port:
+                return route
+        return None
+
+    @property
+    def mode_specs(self) -> list[str]:
+        return [route.mode_spec for route in self.routes]
+
+
+def load_config(path: Path) -> ShadowConfig:
+    """Read a TOML or JSON configuration file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"Can't read the shadow configuration {path}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"Invalid shadow configuration {path}: {exc}") from exc
+    return parse_config(data, source=str(path))
+
+
+def parse_config(data: dict[str, Any], *, source: str = "configuration") -> ShadowConfig:
+    routes_data = data.get("route", data.get("routes"))
+    if not isinstance(routes_data, list) or not routes_data:
+        raise ConfigError(
+            f"{source}: no routes. Declare at least one [[route]] table with role = 'ingress'."
+        )
+    routes = tuple(_parse_route(item, index, source) for index, item in enumerate(routes_data))
+    _check_routes(routes, source)
+
+    mirror_data = _table(data, "mirror", source)
+    ledger_data = _table(data, "ledger", source)
+    mirror = MirrorSpec(
+        queue_size=_positive_int(mirror_data, "queue_size", MirrorSpec.queue_size, "mirror", source),
+        concurrency=_positive_int(mirror_data, "concurrency", MirrorSpec.concurrency, "mirror", source),
+        timeout_s=_positive_float(mirror_data, "timeout_s", MirrorSpec.timeout_s, "mirror", source),
+    )
+    return ShadowConfig(
+        routes=routes,
+        mirror=mirror,
+        ledger_url=str(ledger_data.get("url", "")),
+        run_id=str(ledger_data.get("run_id", "")),
+        instance_id=str(ledger_data.get("instance_id", "proxy-1")),
+    )
+
+
+def _table(data: dict[str, Any], name: str, source: str) -> dict[str, Any]:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [{name}] must be a table, but got {table!r}")
+    return table
+
+
+def _parse_route(item: Any, index: int, source: str) -> RouteSpec:
+    if not isinstance(item, dict):
+        raise ConfigError(f"{source}: route #{index + 1} must be a table, but got {item!r}")
+    name = str(item.get("name") or f"route-{index + 1}")
+    where = f"{source}: route {name!r}"
+
+    role = item.get("role")
+    if role not in ROLES:
+        raise ConfigError(f"{where}: role must be one of {', '.join(ROLES)}, but got {role!r}")
+
+    listen_host, listen_port = _parse_listen(item.get("listen"), where)
+    upstream = _parse_url(item.get("upstream"), "upstream", where)
+
+    default_flow = Flow.LEGACY.value
+    flow_text = item.get("flow", default_flow)
+    try:
+        flow = Flow(flow_text)
+    except ValueError:
+        raise ConfigError(
+            f"{where}: flow must be 'legacy' or 'candidate', but got {flow_text!r}"
+        ) from None
+
+    key_rule_text = str(item.get("key", DEFAULT_KEY_RULES[role]))
+    key_rule = _compile_jmespath(key_rule_text, "key", where)
+
+    path_key = None
+    path_key_text = item.get("path_key", DEFAULT_ERP_PATH_KEY if role == "erp" else None)
+    if path_key_text:
+        try:
+            path_key = re.compile(path_key_text)
+        except re.error as exc:
+            raise ConfigError(
+                f"{where}: invalid path_key {path_key_text!r}: {exc}. "
+                r"Use a regular expression with one group, such as '/eid:([^/?]+)'."
+            ) from exc
+        if path_key.groups < 1:
+            raise ConfigError(
+                f"{where}: path_key {path_key_text!r} has no group; wrap the key part in (...)."
+            )
+
+    mirror_to = None
+    if role == "ingress":
+        mirror_to = _parse_url(item.get("mirror_to"), "mirror_to", where)
+    elif "mirror_to" in item:
+        raise ConfigError(f"{where}: mirror_to is only valid on the ingress route.")
+
+    quarantine = item.get("quarantine", False)
+    if not isinstance(quarantine, bool):
+        raise ConfigError(f"{where}: quarantine must be true or false, but got {quarantine!r}")
+    if quarantine and role != "email":
+        raise ConfigError(f"{where}: quarantine is only valid on an email route.")
+
+    methods = item.get("submit_methods", list(DEFAULT_ERP_SUBMIT_METHODS))
+    if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
+        raise ConfigError(f"{where}: submit_methods must be a list of HTTP methods, but got {methods!r}")
+
+    email_kinds = _parse_email_kinds(item, where) if role == "email" else None
+
+    return RouteSpec(
+        name=name,
+        role=role,
+        listen_host=listen_host,
+        listen_port=listen_port,
+        upstream=upstream,
+        flow=flow,
+        key_rule=key_rule,
+        key_rule_text=key_rule_text,
+        path_key=path_key,
+        mirror_to=mirror_to,
+        quarantine=quarantine,
+        submit_methods=tuple(m.upper() for m in methods),
+        email_kinds=email_kinds,
+    )
+
+
+def _parse_email_kinds(item: dict[str, Any], where: str) -> EmailKinds:
+    rule_text = str(item.get("kind", "categories[0]"))
+    confirmation = item.get("confirmation", ["order_confirmation"])
+    pending = item.get("pending_notice", ["order_pending"])
+    for option, values in (("confirmation", confirmation), ("pending_notice", pending)):
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ConfigError(f"{where}: {option} must be a list of strings, but got {values!r}")
+    return EmailKinds(
+        rule=_compile_jmespath(rule_text, "kind", where),
+        confirmation=frozenset(confirmation),
+        pending_notice=frozenset(pending),
+    )
+
+
+def _parse_listen(value: Any, where: str) -> tuple[str, int]:
+    """Parse `listen` as a port or 'host:port'; the host defaults to 127.0.0.1."""
+    host, port_text = "127.0.0.1", value
+    if isinstance(value, str) and ":" in value:
+        host, _, port_text = value.rpartition(":")
+        host = host.strip("[]")
+    try:
+        port = int(port_text)
+    except (TypeError, ValueError):
+        port = -1
+    if not 1 <= port <= 65535:
+        raise ConfigError(
+            f"{where}: listen must be a port (1-65535) or 'host:port', but got {value!r}"
+        )
+    return host, port
+
+
+def _parse_url(value: Any, option: str, where: str) -> str:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{where}: {option} must be an http(s) URL such as 'http://127.0.0.1:8081', "
+            f"but got {value!r}"
+        )
+    return value.rstrip("/")
+
+
+def _compile_jmespath(text: str, option: str, where: str) -> ParsedResult:
+    try:
+        return jmespath.compile(text)
+    except jmespath.exceptions.JMESPathError as exc:
+        raise ConfigError(
+            f"{where}: invalid {option} rule {text!r}: {exc.__class__.__name__}. "
+            "Use a JMESPath expression such as 'id' or 'custom_args.order_id'."
+        ) from exc
+
+
+def _positive_int(table: dict[str, Any], name: str, default: int, section: str, source: str) -> int:
+    value = table.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{source}: [{section}] {name} must be a positive integer, but got {value!r}")
+    return value
+
+
+def _positive_float(
+    table: dict[str, Any], name: str, default: float, section: str, source: str
+) -> float:
+    value = table.get(name, default)
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{source}: [{section}] {name} must be a positive number, but got {value!r}")
+    return float(value)
+
+
+def _check_routes(routes: tuple[RouteSpec, ...], source: str) -> None:
+    ports: dict[int, str] = {}
+    for route in routes:
+        if route.listen_port in ports:
+            raise ConfigError(
+                f"{source}: routes {ports[route.listen_port]!r} and {route.name!r} both listen on "
+                f"port {route.listen_port}; give each route its own port."
+            )
+        ports[route.listen_port] = route.name
+    if not any(route.role == "ingress" for route in routes):
+        raise ConfigError(f"{source}: no route has role = 'ingress'; the proxy needs one.")

@@ -1,0 +1,177 @@
+"""Send copies of ingress requests to the candidate flow, off the primary path.
+
+`Mirror.submit()` only puts the copy on a bounded queue and returns at once,
+so the storefront's request never waits for the candidate. Worker tasks send
+the copies with the body bytes exactly as received (compressed or not), so a
+signature over the raw body still verifies at the candidate. A full queue
+drops the copy; every drop and failure is reported to the caller's callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+from multidict import CIMultiDict
+
+from shadow.config import MirrorSpec
+
+__all__ = ["Mirror", "MirrorCopy", "MirrorResult"]
+
+log = logging.getLogger(__name__)
+
+# Connection-level headers describe the hop, not the message (RFC 9110,
+# section 7.6.1); aiohttp writes its own Host and Content-Length.
+HOP_BY_HOP = frozenset(
+    {
+        "connection", "keep-alive", "proxy-connection", "proxy-authorization", "te",
+        "trailer", "transfer-encoding", "upgrade", "host", "content-length", "expect",
+    }
+)
+# Headers aiohttp adds unless told not to; the copy carries only the
+# storefront's own headers.
+SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+
+
+@dataclass(slots=True)
+class MirrorCopy:
+    http_flow_id: str
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass(slots=True)
+class MirrorResult:
+    """What happened to one copy; `kind` is mirror.sent, mirror.failed or mirror.dropped."""
+
+    kind: str
+    copy: MirrorCopy
+    mono_ns: int
+    wall_s: float
+    status: int | None = None
+    latency_ms: float | None = None
+    reason: str = ""
+
+
+class Mirror:
+    def __init__(
+        self, target: str, spec: MirrorSpec, on_result: Callable[[MirrorResult], None]
+    ) -> None:
+        self._target = target.rstrip("/")
+        self._spec = spec
+        self._on_result = on_result
+        self._queue: asyncio.Queue[MirrorCopy] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._workers: list[asyncio.Task[None]] = []
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize() if self._queue is not None else 0
+
+    def start(self) -> None:
+        """Start the workers; call from inside the proxy's running event loop."""
+        self._queue = asyncio.Queue(maxsize=self._spec.queue_size)
+        self._session = aiohttp.ClientSession(
+            auto_decompress=False,
+            connector=aiohttp.TCPConnector(limit=self._spec.concurrency),
+            timeout=aiohttp.ClientTimeout(total=self._spec.timeout_s),
+        )
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"mirror-worker-{index}")
+            for index in range(self._spec.concurrency)
+        ]
+
+    def submit(self, copy: MirrorCopy) -> None:
+        """Queue a copy for the candidate; never blocks."""
+        if self._queue is None:
+            self._report("mirror.dropped", copy, reason="mirror not started")
+            return
+        try:
+            self._queue.put_nowait(copy)
+        except asyncio.QueueFull:
+            self._report("mirror.dropped", copy,
+                         reason=f"mirror queue full ({self._spec.queue_size} copies)")
+
+    async def close(self, drain_timeout_s: float = 10.0) -> None:
+        """Send what is queued (for at most `drain_timeout_s`), then stop."""
+        if self._queue is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), drain_timeout_s)
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+        if self._queue is not None:
+            while not self._queue.empty():
+                self._report("mirror.dropped", self._queue.get_nowait(), reason="proxy stopped")
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _work(self) -> None:
+        assert self._queue is not None
+        while True:
+            copy = await self._queue.get()
+            try:
+                await self._send(copy)
+            except Exception:  # a worker must survive anything one copy does
+                log.exception("Mirror worker failed on http flow %s", copy.http_flow_id)
+            finally:
+                self._queue.task_done()
+
+    async def _send(self, copy: MirrorCopy) -> None:
+        assert self._session is not None
+        headers = CIMultiDict(
+            (name, value) for name, value in copy.headers if name.lower() not in HOP_BY_HOP
+        )
+        started_ns = time.monotonic_ns()
+        started_wall = time.time()
+        try:
+            async with self._session.request(
+                copy.method,
+                self._target + copy.path,
+                data=copy.body,
+                headers=headers,
+                skip_auto_headers=SKIP_AUTO_HEADERS,
+                allow_redirects=False,
+            ) as response:
+                await response.read()
+                status = response.status
+        except TimeoutError:
+            reason = f"no answer within {self._spec.timeout_s:g} s"
+        except aiohttp.ClientError as exc:
+            reason = f"{exc.__class__.__name__}: {exc}"
+        else:
+            latency_ms = (time.monotonic_ns() - started_ns) / 1e6
+            kind = "mirror.sent" if status < 500 else "mirror.failed"
+            self._report(kind, copy, started_ns, started_wall, status=status,
+                         latency_ms=latency_ms, reason="" if status < 500 else f"HTTP {status}")
+            return
+
+        log.warning("Can't mirror http flow %s to %s: %s", copy.http_flow_id, self._target, reason)
+        self._report("mirror.failed", copy, started_ns, started_wall,
+                     latency_ms=(time.monotonic_ns() - started_ns) / 1e6, reason=reason)
+
+    def _report(
+        self,
+        kind: str,
+        copy: MirrorCopy,
+        mono_ns: int | None = None,
+        wall_s: float | None = None,
+        **fields: object,
+    ) -> None:
+        result = MirrorResult(
+            kind=kind,
+            copy=copy,
+            mono_ns=mono_ns if mono_ns is not None else time.monotonic_ns(),
+            wall_s=wall_s if wall_s is not None else time.time(),
+            **fields,  # type: ignore[arg-type]
+        )
+        self._on_result(result)

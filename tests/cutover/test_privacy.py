@@ -1,0 +1,49 @@
+"""Redaction of personal data before it reaches the ledger."""
+
+from __future__ import annotations
+
+import json
+
+from cutover.privacy import HASH_PREFIX, Redactor
+
+
+def test_redactor_hashes_personal_fields_and_keeps_product_data():
+    order = {
+        "id": 2**62,
+        "email": "jane.doe@example.com",
+        "customer": {"first_name": "Jane", "last_name": "Doe", "name": "Jane Doe", "phone": "+1 555 0100"},
+        "shipping_address": {"name": "Jane Doe", "address1": "1 Main St", "zip": "10001", "city": "Springfield"},
+        "line_items": [{"name": "Café crème 250 g", "sku": "CAF-250", "quantity": 2}],
+    }
+    redacted = Redactor(b"k" * 32).redact(order)
+    text = json.dumps(redacted, ensure_ascii=False)
+
+    for secret in ("jane.doe@example.com", "Jane", "Doe", "555 0100", "1 Main St", "10001"):
+        assert secret not in text
+    assert redacted["id"] == 2**62
+    assert redacted["line_items"][0]["name"] == "Café crème 250 g"
+    assert redacted["shipping_address"]["city"] == "Springfield"
+    assert redacted["email"].startswith(HASH_PREFIX)
+
+
+def test_redactor_hashes_equal_values_equally():
+    redactor = Redactor(b"k" * 32)
+    first = redactor.redact({"email": "a@example.com"})
+    second = redactor.redact({"to": [{"email": "a@example.com"}]})
+    assert first["email"] == second["to"][0]["email"]
+
+
+def test_redactor_hashes_emails_inside_free_text():
+    redacted = Redactor(b"k" * 32).redact({"memo": "call jane@example.com before 5"})
+    assert "jane@example.com" not in redacted["memo"]
+    assert redacted["memo"].startswith("call h:")
+
+
+def test_redactor_hashes_nested_personal_objects():
+    redacted = Redactor(b"k" * 32).redact({"shipAddress": {"addr1": "1 Main St", "country": "US"}})
+    assert redacted["shipAddress"]["country"].startswith(HASH_PREFIX)
+    assert "1 Main St" not in json.dumps(redacted)
+
+
+def test_redactors_with_different_keys_disagree():
+    assert Redactor(b"a" * 32).hash_value("x") != Redactor(b"b" * 32).hash_value("x")
