@@ -1,0 +1,187 @@
+"""Join a run's events per order and flow into small summaries.
+
+`join_orders` reads the events of a run in the ledger's order (order key,
+flow, monotonic time), groups them by order key and reduces each order to
+two `FlowSummary` objects. Only one order's events are in memory at a time,
+so a run of months fits.
+
+Event times come from the recording proxy's monotonic clock (`mono_ns`).
+When one order's events were recorded by more than one proxy instance,
+their monotonic clocks are unrelated, so that order is timed by wall clock
+instead and counted in `EvidenceTally.wall_clock_orders`.
+
+NOTE: wall-clock timing is only as good as the proxies' clock sync. No skew
+bound is applied, so a gap of a few ms on such an order may be skew.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import groupby
+from operator import attrgetter
+
+from cutover.events import CONFIRMATION_KINDS, PENDING_NOTICE_KINDS, EventKind, Flow
+from cutover.ledger import Event
+
+__all__ = ["EvidenceTally", "FlowSummary", "OrderJoin", "join_orders", "summarise_order"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIRROR_LOSS_KINDS = frozenset({EventKind.MIRROR_FAILED, EventKind.MIRROR_DROPPED})
+_KNOWN_KINDS = frozenset(EventKind)
+
+
+@dataclass(slots=True)
+class FlowSummary:
+    """Summary of one flow's handling of one order, with times in ns on the order's clock."""
+
+    # Legacy: first webhook.received. Candidate: first mirror.sent, the
+    # moment the candidate's copy of the webhook left the proxy.
+    received_ns: int | None = None
+    events: int = 0
+    mirror_losses: int = 0
+    submitted_ns: int | None = None
+    submissions: int = 0
+    acked_ns: int | None = None
+    acks: int = 0
+    rejected_ns: int | None = None
+    rejections: int = 0
+    throttles: int = 0
+    failures: int = 0
+    confirmed_ns: int | None = None
+    confirmations: int = 0
+    pending_notice_ns: int | None = None
+    pending_notices: int = 0
+    # Digests of the webhook bodies this flow received (legacy) or was sent
+    # (candidate), to check that mirroring was byte-identical.
+    body_digests: set[str] = field(default_factory=set)
+    # The last submission before the first acknowledgement, and the last
+    # submission of all.
+    snapshot_before_ack: str | None = None
+    last_snapshot: str | None = None
+
+    @property
+    def acked_snapshot(self) -> str | None:
+        """ERP request body of the acknowledged submission, else of the last one."""
+        if self.snapshot_before_ack is not None:
+            return self.snapshot_before_ack
+        return self.last_snapshot
+
+    def add(self, event: Event, at_ns: int) -> None:
+        """Fold one event of this flow, in time order, into the summary."""
+        self.events += 1
+        kind = event.kind
+
+        if kind in (EventKind.WEBHOOK_RECEIVED, EventKind.MIRROR_SENT):
+            if self.received_ns is None:
+                self.received_ns = at_ns
+            if event.digest:
+                self.body_digests.add(event.digest)
+        elif kind in _MIRROR_LOSS_KINDS:
+            self.mirror_losses += 1
+        elif kind == EventKind.ERP_SUBMITTED:
+            self.submissions += 1
+            if self.submitted_ns is None:
+                self.submitted_ns = at_ns
+            if event.snapshot is not None:
+                self.last_snapshot = event.snapshot
+        elif kind == EventKind.ERP_ACKED:
+            self.acks += 1
+            if self.acked_ns is None:
+                self.acked_ns = at_ns
+                self.snapshot_before_ack = self.last_snapshot
+        elif kind == EventKind.ERP_REJECTED:
+            self.rejections += 1
+            if self.rejected_ns is None:
+                self.rejected_ns = at_ns
+        elif kind == EventKind.ERP_THROTTLED:
+            self.throttles += 1
+        elif kind == EventKind.ERP_FAILED:
+            self.failures += 1
+        elif kind in CONFIRMATION_KINDS:
+            self.confirmations += 1
+            if self.confirmed_ns is None:
+                self.confirmed_ns = at_ns
+        elif kind in PENDING_NOTICE_KINDS:
+            self.pending_notices += 1
+            if self.pending_notice_ns is None:
+                self.pending_notice_ns = at_ns
+
+
+@dataclass(slots=True)
+class OrderJoin:
+    """Both flows' summaries of one order."""
+
+    order_key: str
+    legacy: FlowSummary
+    candidate: FlowSummary
+    wall_clock: bool = False
+
+    def mirrored_body_mismatches(self) -> int:
+        """Count bodies sent to the candidate that the legacy flow never received."""
+        if not self.legacy.body_digests:
+            return 0
+        return len(self.candidate.body_digests - self.legacy.body_digests)
+
+
+@dataclass
+class EvidenceTally:
+    """Evidence found in the events themselves that the comparison could not use."""
+
+    uncorrelated: Counter[str] = field(default_factory=Counter)
+    # mirror.failed and mirror.dropped events, by kind.
+    mirror_losses: Counter[str] = field(default_factory=Counter)
+    unknown_flow: int = 0
+    unknown_kind: Counter[str] = field(default_factory=Counter)
+    wall_clock_orders: int = 0
+    mirrored_body_mismatches: int = 0
+
+
+def join_orders(events: Iterable[Event], tally: EvidenceTally) -> Iterator[OrderJoin]:
+    """Yield one `OrderJoin` per order key; `events` must be grouped by order key.
+
+    Events without an order key are counted in `tally.uncorrelated` by kind.
+    """
+    for order_key, group in groupby(events, key=attrgetter("order_key")):
+        if order_key is None:
+            tally.uncorrelated.update(event.kind for event in group)
+            continue
+
+        order = summarise_order(str(order_key), list(group), tally)
+        if order.wall_clock:
+            tally.wall_clock_orders += 1
+        tally.mirrored_body_mismatches += order.mirrored_body_mismatches()
+        yield order
+
+
+def summarise_order(order_key: str, events: list[Event], tally: EvidenceTally) -> OrderJoin:
+    """Reduce all events of one order to a summary per flow."""
+    wall_clock = len({event.instance_id for event in events}) > 1
+    timed = [(_wall_ns(event.wall_time) if wall_clock else event.mono_ns, event) for event in events]
+    timed.sort(key=lambda pair: (pair[0], pair[1].id or 0))
+
+    order = OrderJoin(order_key, FlowSummary(), FlowSummary(), wall_clock)
+    for at_ns, event in timed:
+        if event.flow == Flow.LEGACY:
+            summary = order.legacy
+        elif event.flow == Flow.CANDIDATE:
+            summary = order.candidate
+        else:
+            tally.unknown_flow += 1
+            continue
+        if event.kind not in _KNOWN_KINDS:
+            tally.unknown_kind[event.kind] += 1
+        elif event.kind in _MIRROR_LOSS_KINDS:
+            tally.mirror_losses[event.kind] += 1
+        summary.add(event, at_ns)
+    return order
+
+
+def _wall_ns(moment: datetime) -> int:
+    # SQLite returns the stored UTC time without its zone.
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
