@@ -199,7 +199,7 @@ def _evidence_section(analysis: Analysis) -> str:
     evidence = analysis.evidence
     rows = [[f"`{name}`", str(value)] for name, value in sorted(analysis.counters.items())]
     rows += [[name.replace("_", " "), str(value)] for name, value in evidence.items()]
-    lines = ["## Evidence loss", "", _table(["Source", "Count"], rows)]
+    lines = ["## Proxy counters and evidence loss", "", _table(["Counter", "Count"], rows)]
 
     notes = []
     if analysis.counters.get("ledger.lost"):

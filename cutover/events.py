@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["EventKind", "Flow", "CONFIRMATION_KINDS", "PENDING_NOTICE_KINDS"]
+__all__ = ["CONFIRMATION_KINDS", "PENDING_NOTICE_KINDS", "EventKind", "Flow"]
 
 
 class Flow(StrEnum):

@@ -152,7 +152,7 @@ def safe_url(url: str) -> str:
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a malformed URL is shown without its middle
+    except Exception:
         return url.split("@")[-1]
 
 

@@ -14,7 +14,7 @@ import os
 import re
 from typing import Any
 
-__all__ = ["Redactor", "HASH_PREFIX"]
+__all__ = ["HASH_PREFIX", "Redactor"]
 
 HASH_PREFIX = "h:"
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SandboxSettings", "WEBHOOK_PATH", "DEMO_WEBHOOK_SECRET"]
+__all__ = ["DEMO_WEBHOOK_SECRET", "WEBHOOK_PATH", "SandboxSettings"]
 
 # Path on both flows that receives the storefront's order webhooks.
 WEBHOOK_PATH = "/webhooks/orders/create"

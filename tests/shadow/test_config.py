@@ -72,5 +72,5 @@ def test_config_rejects_bad_mirror_size():
 def test_config_names_the_file_on_syntax_error(tmp_path):
     path = tmp_path / "broken.toml"
     path.write_text("[[route]\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="Invalid shadow configuration .*broken.toml"):
+    with pytest.raises(ConfigError, match=r"Invalid shadow configuration .*broken\.toml"):
         load_config(path)

@@ -1,0 +1,258 @@
+"""The `cutover` command line.
+
+Heavy parts load inside the commands that need them: mitmproxy runs in its
+own `mitmdump` process, and Locust is never imported here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="cutover",
+    help="Parallel-run shadow and cutover harness for the storefront-to-ERP order handoff.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+EXIT_ERROR = 2
+
+RunsDir = Annotated[
+    Path, typer.Option("--runs-dir", help="Folder that holds one sub-folder per run.")
+]
+LedgerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ledger",
+        help="Ledger URL (sqlite:///path or postgresql://host/db) or SQLite file path. "
+        "Default: runs/<run id>/ledger.sqlite.",
+    ),
+]
+RunArgument = Annotated[
+    str | None,
+    typer.Argument(help="Run id. Default: the newest run under --runs-dir."),
+]
+MinOrders = Annotated[
+    int, typer.Option("--min-orders", min=1, help="Fewest compared orders for a GO verdict.")
+]
+MinParity = Annotated[
+    float,
+    typer.Option("--min-parity", min=0.0, max=1.0,
+                 help="Lowest share of orders whose ERP payloads match, from 0 to 1."),
+]
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+def fail(message: str) -> typer.Exit:
+    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_ERROR)
+
+
+def newest_run(runs_dir: Path) -> str:
+    runs = sorted(
+        (path for path in runs_dir.glob("*") if (path / "ledger.sqlite").exists()),
+        key=lambda path: path.stat().st_mtime,
+    )
+    if not runs:
+        raise fail(f"No run found under {runs_dir}/. Run `cutover demo` or pass a run id.")
+    return runs[-1].name
+
+
+def resolve_ledger(ledger: str | None, run_id: str, runs_dir: Path) -> str:
+    """Turn --ledger (a URL, a file, or nothing) into a ledger URL."""
+    from cutover.ledger import ledger_url_for
+
+    if ledger and "://" in ledger:
+        return ledger
+    path = Path(ledger) if ledger else runs_dir / run_id / "ledger.sqlite"
+    if path.is_dir():
+        path = path / "ledger.sqlite"
+    if not path.exists():
+        raise fail(f"Ledger file {path} not found. Pass --ledger with a SQLite file or a URL.")
+    return ledger_url_for(path.parent) if path.name == "ledger.sqlite" else f"sqlite:///{path.resolve()}"
+
+
+@app.command()
+def demo(
+    orders: Annotated[int, typer.Option(min=1, max=100_000, help="Orders the sandbox storefront sends.")] = 300,
+    burst: Annotated[int, typer.Option(min=0, help="Orders of those sent at the end all at once.")] = 100,
+    rate: Annotated[float, typer.Option(min=0.1, help="Orders per second before the burst.")] = 40.0,
+    seed: Annotated[int, typer.Option(help="Seed of the order generator and the simulators.")] = 7,
+    poll_interval: Annotated[float, typer.Option(min=0.05, help="Seconds between the legacy flow's ERP sync runs.")] = 3.0,
+    pending_sla: Annotated[float, typer.Option(min=0.05, help="Seconds the gated flow waits for the ERP before a pending-status email.")] = 2.0,
+    faulty_candidate: Annotated[int, typer.Option(min=0, help="Make the gated flow confirm before the ERP acknowledgement on every Nth order (0: a correct flow).")] = 0,
+    settle_timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for both flows to finish after the last order.")] = 90.0,
+    min_orders: MinOrders = 100,
+    min_parity: MinParity = 0.999,
+    runs_dir: RunsDir = Path("runs"),
+    reports_dir: Annotated[Path, typer.Option(help="Folder for the reports, one sub-folder per run.")] = Path("reports"),
+) -> None:
+    """Run a whole parallel run on the built-in sandbox and print the readiness verdict."""
+    from compare import Criteria, analyze, write_reports
+    from cutover.demo import DemoOptions, run_parallel
+    from cutover.ledger import LedgerError
+    from cutover.processes import ProcessError
+    from sandbox.settings import SandboxSettings
+    from shadow.addon import new_run_id
+
+    if burst > orders:
+        raise fail(f"--burst {burst} is more than --orders {orders}; lower it.")
+    run_id = new_run_id()
+    sandbox = replace(
+        SandboxSettings(), seed=seed, legacy_poll_interval_s=poll_interval,
+        gated_pending_sla_s=pending_sla, gated_confirm_early_every=faulty_candidate,
+    )
+    options = DemoOptions(run_id=run_id, runs_dir=runs_dir, orders=orders, burst=burst,
+                          rate_per_s=rate, seed=seed, settle_timeout_s=settle_timeout,
+                          sandbox=sandbox)
+    console.print(f"cutover demo: run [bold]{run_id}[/bold]")
+    try:
+        with console.status("starting") as status:
+            result = run_parallel(options, on_progress=lambda text: status.update(text))
+    except (ProcessError, LedgerError) as exc:
+        raise fail(str(exc)) from exc
+    except KeyboardInterrupt:
+        errors.print("Interrupted; every process the demo started was stopped.")
+        raise typer.Exit(130) from None
+
+    if result.send_failures:
+        errors.print(f"[yellow]warning:[/yellow] {sum(result.send_failures.values())} webhooks "
+                     f"were not accepted: {result.send_failures}")
+    if not result.settled:
+        errors.print("[yellow]warning:[/yellow] the flows had not settled when the wait ended; "
+                     "unfinished orders show as pending in the report.")
+
+    analysis = analyze(result.engine, run_id,
+                       criteria=Criteria(min_orders=min_orders, min_parity=min_parity))
+    paths = write_reports(analysis, reports_dir / run_id)
+    print_analysis(analysis)
+    console.print("Reports: " + ", ".join(str(path) for path in paths))
+    console.print(f"Ledger:  {result.folder / 'ledger.sqlite'}")
+    raise typer.Exit(analysis.exit_code)
+
+
+@app.command()
+def shadow(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Shadow configuration file (TOML or JSON) with the routes.")],
+    ledger: Annotated[str | None, typer.Option(help="Ledger URL; overrides the configuration. Default: runs/<run id>/ledger.sqlite.")] = None,
+    run_id: Annotated[str | None, typer.Option(help="Run id to record under; overrides the configuration.")] = None,
+    instance: Annotated[str | None, typer.Option(help="Id of this proxy instance, recorded with every event.")] = None,
+    print_command: Annotated[bool, typer.Option(help="Print the mitmdump command line and exit.")] = False,
+) -> None:
+    """Run the shadow proxy (mitmdump with the cutover addon) in the foreground."""
+    from cutover.processes import ProcessError, mitmdump_command
+    from shadow.config import ConfigError, load_config
+
+    try:
+        parsed = load_config(config)
+        extra = []
+        for option, value in (("cutover_ledger", ledger), ("cutover_run_id", run_id),
+                              ("cutover_instance", instance)):
+            if value:
+                extra += ["--set", f"{option}={value}"]
+        command = mitmdump_command(config.resolve(), parsed.mode_specs, extra=extra)
+    except (ConfigError, ProcessError) as exc:
+        raise fail(str(exc)) from exc
+
+    if print_command:
+        console.print(" ".join(command), highlight=False, soft_wrap=True)
+        return
+    for route in parsed.routes:
+        console.print(f"{route.name:>18}: {route.listen_host}:{route.listen_port} -> {route.upstream}"
+                      + (f" (mirror to {route.mirror_to})" if route.mirror_to else "")
+                      + (" [quarantined]" if route.quarantine else ""), highlight=False)
+    sys.stdout.flush()
+    os.execv(command[0], command)
+
+
+@app.command()
+def compare(
+    run: RunArgument = None,
+    ledger: LedgerOption = None,
+    order: Annotated[str | None, typer.Option(help="Show this order's timeline in both flows.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Maximum number of orders listed.")] = 20,
+    runs_dir: RunsDir = Path("runs"),
+) -> None:
+    """Join a run's events per order and show the outcome per flow."""
+    from compare import analyze, inspect_order, order_timeline
+    from cutover.ledger import LedgerError, open_ledger
+
+    run_id = run or newest_run(runs_dir)
+    try:
+        engine = open_ledger(resolve_ledger(ledger, run_id, runs_dir), create=False)
+        if order:
+            print_timeline(order_timeline(engine, run_id, order), order)
+            print_order_findings(inspect_order(engine, run_id, order))
+            return
+        analysis = analyze(engine, run_id)
+    except (LedgerError, LookupError) as exc:
+        raise fail(str(exc)) from exc
+    print_analysis(analysis, order_limit=limit)
+
+
+@app.command()
+def report(
+    run: RunArgument = None,
+    ledger: LedgerOption = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for report.md and report.json. Default: reports/<run id>/.")] = None,
+    min_orders: MinOrders = 100,
+    min_parity: MinParity = 0.999,
+    runs_dir: RunsDir = Path("runs"),
+) -> None:
+    """Write the readiness report of a run; the exit code is the verdict (0 GO, 1 NO-GO, 2 otherwise)."""
+    from compare import Criteria, analyze, write_reports
+    from cutover.ledger import LedgerError, open_ledger
+
+    run_id = run or newest_run(runs_dir)
+    try:
+        engine = open_ledger(resolve_ledger(ledger, run_id, runs_dir), create=False)
+        analysis = analyze(engine, run_id,
+                           criteria=Criteria(min_orders=min_orders, min_parity=min_parity))
+    except (LedgerError, LookupError) as exc:
+        raise fail(str(exc)) from exc
+    paths = write_reports(analysis, out or Path("reports") / run_id)
+    print_analysis(analysis)
+    console.print("Reports: " + ", ".join(str(path) for path in paths))
+    raise typer.Exit(analysis.exit_code)
+
+
+def print_analysis(analysis, order_limit: int = 10) -> None:
+    from cutover.report_view import render_analysis
+
+    render_analysis(console, analysis, order_limit=order_limit)
+
+
+def print_order_findings(row) -> None:
+    if row is None:
+        return
+    def gap(value: float | None) -> str:
+        return "none" if value is None else f"{value:,.1f} ms"
+
+    console.print(f"legacy: {row.legacy}, gap {gap(row.legacy_gap_ms)}; "
+                  f"candidate: {row.candidate}, gap {gap(row.candidate_gap_ms)}", highlight=False)
+    for issue in row.issues:
+        console.print(f"- {issue}", highlight=False)
+    if row.payload is not None:
+        console.print("ERP payloads: " + ("equal after normalisation" if row.payload.equal
+                                          else row.payload.difference), highlight=False)
+
+
+def print_timeline(events, order_key: str) -> None:
+    from cutover.report_view import render_timeline
+
+    render_timeline(console, events, order_key)
