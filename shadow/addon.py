@@ -43,30 +43,6 @@ log = logging.getLogger(__name__)
 
 QUARANTINED = "cutover.quarantined"
 
-# Delivery headers kept with each webhook event, under these names. Read
-# case-insensitively; newer Shopify deliveries drop the X- prefix.
-DELIVERY_HEADERS = {
-    "topic": ("X-Shopify-Topic", "Shopify-Topic", "X-WC-Webhook-Topic"),
-    "event_id": ("X-Shopify-Event-Id", "Shopify-Event-Id", "webhook-id"),
-    "webhook_id": ("X-Shopify-Webhook-Id", "Shopify-Webhook-Id", "X-WC-Webhook-Delivery-ID"),
-}
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-
-
-def _delivery_headers(headers: http.Headers) -> dict[str, str]:
-    found = {}
-    for name, candidates in DELIVERY_HEADERS.items():
-        for candidate in candidates:
-            value = headers.get(candidate)
-            if value:
-                found[name] = value
-                break
-    return found
-
-
 def _elapsed_ms(flow: http.HTTPFlow) -> float | None:
     end = flow.response.timestamp_end if flow.response else None
     start = flow.request.timestamp_start
@@ -185,11 +161,9 @@ class Shadow:
                           latency_ms=_elapsed_ms(flow))
         elif route.role == "erp":
             body = flow.response.raw_content if status >= 400 else None
-            location = flow.response.headers.get("Location")
             self._observe(ObservationKind.ERP_RESPONSE, flow, route, status=status,
                           latency_ms=_elapsed_ms(flow), body=body,
-                          content_encoding=flow.response.headers.get("content-encoding", ""),
-                          headers={"location": location} if location else None)
+                          response_headers=flow.response.headers.fields)
 
     def error(self, flow: http.HTTPFlow) -> None:
         route = self._route(flow)
@@ -203,8 +177,7 @@ class Shadow:
 
     def _on_webhook(self, flow: http.HTTPFlow, route: RouteSpec) -> None:
         body = flow.request.raw_content
-        self._observe(ObservationKind.WEBHOOK, flow, route, body=body,
-                      headers=_delivery_headers(flow.request.headers))
+        self._observe(ObservationKind.WEBHOOK, flow, route, body=body)
         assert self.mirror is not None and self.writer is not None
         self.writer.count("webhooks.seen")
 
@@ -212,7 +185,7 @@ class Shadow:
             http_flow_id=flow.id,
             method=flow.request.method,
             path=flow.request.path,
-            headers=list(flow.request.headers.items(multi=True)),
+            headers=flow.request.headers.fields,
             body=body if body is not None else b"",
         )
         if body is None:
@@ -239,15 +212,14 @@ class Shadow:
         self.writer.put(Observation(
             kind=result.kind, route=ingress, http_flow_id=result.copy.http_flow_id,
             mono_ns=result.mono_ns, wall_s=result.wall_s, method=result.copy.method,
-            path=result.copy.path, body=result.copy.body, status=result.status,
-            latency_ms=result.latency_ms, reason=result.reason,
-            content_encoding=_header(result.copy.headers, "content-encoding"),
+            path=result.copy.path, body=result.copy.body, headers=result.copy.headers,
+            status=result.status, latency_ms=result.latency_ms, reason=result.reason,
         ))
 
     def _observe(self, kind: str, flow: http.HTTPFlow, route: RouteSpec, **fields) -> None:
         if self.writer is None:
             return
-        fields.setdefault("content_encoding", flow.request.headers.get("content-encoding", ""))
+        fields.setdefault("headers", flow.request.headers.fields)
         self.writer.put(Observation(
             kind=kind, route=route, http_flow_id=flow.id, mono_ns=time.monotonic_ns(),
             wall_s=time.time(), method=flow.request.method, path=flow.request.path, **fields,
@@ -269,13 +241,6 @@ class Shadow:
         for route in config.routes:
             if route.mode_spec not in modes:
                 log.warning("Route %r has no listener: add --mode %s", route.name, route.mode_spec)
-
-
-def _header(headers: list[tuple[str, str]], name: str) -> str:
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return ""
 
 
 addons = [Shadow()]

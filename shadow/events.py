@@ -51,6 +51,26 @@ class ObservationKind:
     EMAIL = "email"
 
 
+HeaderFields = tuple[tuple[bytes, bytes], ...]
+
+# Delivery headers kept with each webhook event, under these names. Read
+# case-insensitively; newer Shopify deliveries drop the X- prefix.
+DELIVERY_HEADERS = {
+    "topic": ("X-Shopify-Topic", "Shopify-Topic", "X-WC-Webhook-Topic"),
+    "event_id": ("X-Shopify-Event-Id", "Shopify-Event-Id", "webhook-id"),
+    "webhook_id": ("X-Shopify-Webhook-Id", "Shopify-Webhook-Id", "X-WC-Webhook-Delivery-ID"),
+}
+
+
+def header_value(fields: HeaderFields, name: str) -> str | None:
+    """Return the first value of header `name` (any case), or None."""
+    wanted = name.lower().encode("latin-1")
+    for key, value in fields:
+        if key.lower() == wanted:
+            return value.decode("latin-1")
+    return None
+
+
 @dataclass(slots=True)
 class Observation:
     kind: str
@@ -61,8 +81,10 @@ class Observation:
     method: str = ""
     path: str = ""
     body: bytes | None = None
-    content_encoding: str = ""
-    headers: dict[str, str] | None = None
+    # Raw header fields as mitmproxy holds them: the request's, and for
+    # answers also the response's. Read them with `header_value`.
+    headers: HeaderFields = ()
+    response_headers: HeaderFields = ()
     status: int | None = None
     latency_ms: float | None = None
     reason: str = ""
@@ -122,13 +144,13 @@ class EventBuilder:
     def _on_webhook(self, obs: Observation) -> dict[str, Any]:
         key, _, reason = self._key_from_body(obs)
         self._remember(obs.http_flow_id, key)
-        headers = obs.headers or {}
-        detail = {
-            "topic": headers.get("topic"),
-            "event_id": headers.get("event_id"),
-            "webhook_id": headers.get("webhook_id"),
-            "path": obs.path,
-        }
+        detail: dict[str, Any] = {"path": obs.path}
+        for name, candidates in DELIVERY_HEADERS.items():
+            detail[name] = next(
+                (value for candidate in candidates
+                 if (value := header_value(obs.headers, candidate)) is not None),
+                None,
+            )
         if key is None:
             return self._uncorrelated(obs, reason, detail)
         return self._row(
@@ -197,10 +219,11 @@ class EventBuilder:
             return None  # not a submission, or its request was uncorrelated
         status = obs.status or 0
         detail: dict[str, Any] = {}
-        headers = obs.headers or {}
-        if headers.get("location"):
-            detail["location"] = headers["location"]
-        error_code = _netsuite_error_code(obs.body, obs.content_encoding) if status >= 400 else None
+        location = header_value(obs.response_headers, "location")
+        if location:
+            detail["location"] = location
+        encoding = header_value(obs.response_headers, "content-encoding") or ""
+        error_code = _netsuite_error_code(obs.body, encoding) if status >= 400 else None
         if error_code:
             detail["error_code"] = error_code
 
@@ -248,8 +271,9 @@ class EventBuilder:
         """Return (order key, parsed body, reason when there is no key)."""
         if not obs.body:
             return None, None, "empty body"
+        encoding = header_value(obs.headers, "content-encoding") or ""
         try:
-            document = json.loads(decode_body(obs.body, obs.content_encoding))
+            document = json.loads(decode_body(obs.body, encoding))
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             return None, None, f"body is not JSON: {exc.__class__.__name__}"
         try:

@@ -43,7 +43,8 @@ class MirrorCopy:
     http_flow_id: str
     method: str
     path: str
-    headers: list[tuple[str, str]]
+    # Raw header fields as received, in order, duplicates kept.
+    headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
 
 
@@ -129,7 +130,9 @@ class Mirror:
     async def _send(self, copy: MirrorCopy) -> None:
         assert self._session is not None
         headers = CIMultiDict(
-            (name, value) for name, value in copy.headers if name.lower() not in HOP_BY_HOP
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in copy.headers
+            if name.decode("latin-1").lower() not in HOP_BY_HOP
         )
         started_ns = time.monotonic_ns()
         started_wall = time.time()

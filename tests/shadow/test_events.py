@@ -29,11 +29,13 @@ def _observe(kind, route, flow_id="f1", **fields):
 def test_webhook_key_survives_gzip_and_big_ids():
     builder = EventBuilder(Redactor(b"k" * 32))
     body = gzip.compress(json.dumps({"id": ORDER_ID}).encode())
-    row = builder(_observe(ObservationKind.WEBHOOK, INGRESS, body=body, content_encoding="gzip",
-                           headers={"topic": "orders/create", "event_id": "e-1"}))
+    headers = ((b"Content-Encoding", b"gzip"), (b"x-shopify-topic", b"orders/create"),
+               (b"Shopify-Event-Id", b"e-1"))
+    row = builder(_observe(ObservationKind.WEBHOOK, INGRESS, body=body, headers=headers))
     assert row["order_key"] == str(ORDER_ID)
     assert row["kind"] == "webhook.received"
     assert json.loads(row["detail"])["event_id"] == "e-1"
+    assert json.loads(row["detail"])["topic"] == "orders/create"
 
 
 def test_webhook_that_is_not_json_is_uncorrelated():
