@@ -107,8 +107,8 @@ def demo(
     from cutover.demo import DemoOptions, run_parallel
     from cutover.ledger import LedgerError
     from cutover.processes import ProcessError
+    from cutover.run_ids import new_run_id
     from sandbox.settings import SandboxSettings
-    from shadow.addon import new_run_id
 
     if burst > orders:
         raise fail(f"--burst {burst} is more than --orders {orders}; lower it.")

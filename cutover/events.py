@@ -24,6 +24,8 @@ class EventKind(StrEnum):
     MIRROR_SENT = "mirror.sent"
     MIRROR_FAILED = "mirror.failed"
     MIRROR_DROPPED = "mirror.dropped"
+    # Not mirrored on purpose: the body exceeded the mirror's size limit.
+    MIRROR_SKIPPED = "mirror.skipped"
     ERP_SUBMITTED = "erp.submitted"
     ERP_ACKED = "erp.acked"
     ERP_REJECTED = "erp.rejected"

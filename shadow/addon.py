@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import time
 import uuid
 from pathlib import Path
@@ -35,13 +34,27 @@ from cutover.ledger import (
     start_run,
 )
 from cutover.privacy import Redactor
+from cutover.run_ids import new_run_id
 from shadow.config import ConfigError, RouteSpec, ShadowConfig, load_config
 from shadow.events import EventBuilder, Observation, ObservationKind
 from shadow.mirror import Mirror, MirrorCopy, MirrorResult
+from shadow.tee import BodyTee
 
 log = logging.getLogger(__name__)
 
 QUARANTINED = "cutover.quarantined"
+TEE = "cutover.tee"
+
+def _why_not_mirrored(body: bytes | None, tee: BodyTee | None, max_bytes: int) -> str:
+    """Return why a webhook body can't be mirrored, or "" when it can."""
+    if tee is not None and tee.overflowed:
+        return f"body of {tee.size} bytes exceeds the mirror limit of {max_bytes} bytes"
+    if body is None:
+        return "body was streamed and not kept"
+    if len(body) > max_bytes:
+        return f"body of {len(body)} bytes exceeds the mirror limit of {max_bytes} bytes"
+    return ""
+
 
 def _elapsed_ms(flow: http.HTTPFlow) -> float | None:
     end = flow.response.timestamp_end if flow.response else None
@@ -135,6 +148,20 @@ class Shadow:
             log.warning("cutover shadow stopped: run %s, %d events written, counters %s",
                         self.run_id, self.writer.written, self.writer.counters())
 
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        route = self._route(flow)
+        if route is None or route.role != "ingress" or flow.is_replay or self.config is None:
+            return
+        # mitmproxy has already chosen to stream a body above
+        # stream_large_bodies when its length is known. A chunked body of
+        # unknown length may switch to streaming halfway, after this hook,
+        # so it is teed from the start whenever streaming is configured.
+        unknown_length = "content-length" not in flow.request.headers
+        if flow.request.stream or (ctx.options.stream_large_bodies and unknown_length):
+            tee = BodyTee(self.config.mirror.max_body_bytes)
+            flow.request.stream = tee
+            flow.metadata[TEE] = tee
+
     def request(self, flow: http.HTTPFlow) -> None:
         route = self._route(flow)
         if route is None or flow.response is not None or flow.is_replay:
@@ -176,9 +203,12 @@ class Shadow:
             self._observe(ObservationKind.WEBHOOK_RESPONSE, flow, route, reason=flow.error.msg)
 
     def _on_webhook(self, flow: http.HTTPFlow, route: RouteSpec) -> None:
+        assert self.mirror is not None and self.writer is not None and self.config is not None
         body = flow.request.raw_content
+        tee: BodyTee | None = flow.metadata.get(TEE)
+        if body is None and tee is not None:
+            body = tee.body
         self._observe(ObservationKind.WEBHOOK, flow, route, body=body)
-        assert self.mirror is not None and self.writer is not None
         self.writer.count("webhooks.seen")
 
         copy = MirrorCopy(
@@ -188,12 +218,12 @@ class Shadow:
             headers=flow.request.headers.fields,
             body=body if body is not None else b"",
         )
-        if body is None:
-            # TODO: tee streamed bodies from requestheaders; until then a
-            # streamed webhook is counted as dropped, never sent truncated.
+        reason = _why_not_mirrored(body, tee, self.config.mirror.max_body_bytes)
+        if reason:
+            log.warning("Not mirroring http flow %s: %s", flow.id, reason)
             self._on_mirror_result(MirrorResult(
-                kind="mirror.dropped", copy=copy, mono_ns=time.monotonic_ns(),
-                wall_s=time.time(), reason="body was streamed; the mirror needs the whole body",
+                kind="mirror.skipped", copy=copy, mono_ns=time.monotonic_ns(),
+                wall_s=time.time(), reason=reason,
             ))
             return
         self.mirror.submit(copy)

@@ -89,6 +89,9 @@ class MirrorSpec:
     concurrency: int = 16
     # Seconds to wait for the candidate's answer before counting a failure.
     timeout_s: float = 10.0
+    # Largest body mirrored, in bytes; a larger one is recorded as
+    # mirror.skipped and only the legacy flow gets it.
+    max_body_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,9 @@ def parse_config(data: dict[str, Any], *, source: str = "configuration") -> Shad
         queue_size=_positive_int(mirror_data, "queue_size", MirrorSpec.queue_size, "mirror", source),
         concurrency=_positive_int(mirror_data, "concurrency", MirrorSpec.concurrency, "mirror", source),
         timeout_s=_positive_float(mirror_data, "timeout_s", MirrorSpec.timeout_s, "mirror", source),
+        max_body_bytes=_positive_int(
+            mirror_data, "max_body_bytes", MirrorSpec.max_body_bytes, "mirror", source
+        ),
     )
     return ShadowConfig(
         routes=routes,

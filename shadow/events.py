@@ -45,6 +45,7 @@ class ObservationKind:
     MIRROR_SENT = "mirror.sent"
     MIRROR_FAILED = "mirror.failed"
     MIRROR_DROPPED = "mirror.dropped"
+    MIRROR_SKIPPED = "mirror.skipped"
     ERP_REQUEST = "erp.request"
     ERP_RESPONSE = "erp.response"
     ERP_ERROR = "erp.error"
@@ -173,6 +174,9 @@ class EventBuilder:
 
     def _on_mirror_dropped(self, obs: Observation) -> dict[str, Any] | None:
         return self._mirror_row(obs, EventKind.MIRROR_DROPPED)
+
+    def _on_mirror_skipped(self, obs: Observation) -> dict[str, Any] | None:
+        return self._mirror_row(obs, EventKind.MIRROR_SKIPPED)
 
     def _mirror_row(self, obs: Observation, kind: EventKind) -> dict[str, Any] | None:
         if obs.http_flow_id in self._keys:

@@ -1,0 +1,149 @@
+"""The real proxy mirrors webhook bodies byte for byte and never holds up the storefront."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import hashlib
+import hmac
+import json
+import time
+
+import aiohttp
+import pytest
+
+from cutover.topology import free_ports
+from sandbox.orders import encode_order, make_orders
+from tests.shadow.harness import ProxyUnderTest, RecordingSink, SinkServer
+
+SECRET = "test-signing-secret"
+
+
+def _signed_order(padding: int = 0) -> tuple[str, bytes, str]:
+    order = make_orders(11, 1)[0]
+    if padding:
+        order["note"] = "x" * padding
+    body = encode_order(order)
+    signature = base64.b64encode(hmac.new(SECRET.encode(), body, hashlib.sha256).digest()).decode()
+    return str(order["id"]), body, signature
+
+
+def _ingress(legacy: RecordingSink, candidate_url: str) -> dict:
+    return {"name": "ingress", "role": "ingress",
+            "upstream": f"http://127.0.0.1:{legacy.port}", "mirror_to": candidate_url}
+
+
+async def _post(url: str, data, headers: dict[str, str]) -> int:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, data=data, headers=headers) as answer:
+            await answer.read()
+            return answer.status
+
+
+def _verifies(body: bytes, headers: list[tuple[str, str]], signature: str) -> bool:
+    """Check the signature the way a receiving flow does: over the decoded body."""
+    encoding = dict((k.lower(), v) for k, v in headers).get("content-encoding", "")
+    decoded = gzip.decompress(body) if encoding == "gzip" else body
+    expected = base64.b64encode(hmac.new(SECRET.encode(), decoded, hashlib.sha256).digest()).decode()
+    return hmac.compare_digest(expected, signature)
+
+
+def _wait_for(sink: RecordingSink, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while len(sink.received) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("case", "padding", "encoding", "chunked"),
+    [
+        pytest.param("plain", 0, "", False, id="plain"),
+        pytest.param("gzip", 0, "gzip", False, id="gzip"),
+        pytest.param("chunked", 0, "", True, id="chunked"),
+        pytest.param("streamed-3mb", 3 * 1024 * 1024, "", False, id="streamed-3mb"),
+        pytest.param("streamed-chunked-3mb", 3 * 1024 * 1024, "", True, id="streamed-chunked-3mb"),
+    ],
+)
+def test_mirror_preserves_body(tmp_path, case, padding, encoding, chunked):
+    key, body, signature = _signed_order(padding)
+    wire = gzip.compress(body) if encoding == "gzip" else body
+    headers = {"Content-Type": "application/json", "X-Shopify-Hmac-Sha256": signature,
+               "X-Shopify-Topic": "orders/create"}
+    if encoding:
+        headers["Content-Encoding"] = encoding
+
+    async def chunks():
+        for start in range(0, len(wire), 65536):
+            yield wire[start:start + 65536]
+
+    legacy, candidate = RecordingSink(), RecordingSink()
+    with SinkServer(legacy, candidate):
+        route = _ingress(legacy, f"http://127.0.0.1:{candidate.port}")
+        # Streaming starts above 1 MiB, so the 3 MiB bodies take the tee.
+        proxy = ProxyUnderTest(tmp_path, [route], extra=["--set", "stream_large_bodies=1m"])
+        with proxy:
+            status = asyncio.run(_post(proxy.url("ingress", "/webhooks/orders/create"),
+                                       chunks() if chunked else wire, headers))
+            _wait_for(candidate, 1)
+
+    assert status == 200
+    assert legacy.received[0].body == wire
+    assert candidate.received[0].body == wire
+    assert _verifies(candidate.received[0].body, candidate.received[0].headers, signature)
+    kinds = {(event.kind, event.order_key) for event in proxy.events()}
+    assert ("webhook.received", key) in kinds
+    assert ("mirror.sent", key) in kinds
+
+
+def test_mirror_skips_body_over_limit(tmp_path):
+    key, body, _ = _signed_order(padding=5000)
+    legacy, candidate = RecordingSink(), RecordingSink()
+    with SinkServer(legacy, candidate):
+        route = _ingress(legacy, f"http://127.0.0.1:{candidate.port}")
+        with ProxyUnderTest(tmp_path, [route], mirror={"max_body_bytes": 1000}) as proxy:
+            status = asyncio.run(_post(proxy.url("ingress", "/hook"), body,
+                                       {"Content-Type": "application/json"}))
+
+    assert status == 200
+    assert legacy.received[0].body == body
+    assert candidate.received == []
+    skipped = [event for event in proxy.events() if event.kind == "mirror.skipped"]
+    assert [event.order_key for event in skipped] == [key]
+    assert "exceeds the mirror limit of 1000 bytes" in json.loads(skipped[0].detail)["reason"]
+
+
+def test_candidate_down_storefront_gets_legacy_answer(tmp_path):
+    key, body, _ = _signed_order()
+    legacy = RecordingSink(status=202)
+    with SinkServer(legacy):
+        closed_port = free_ports(1)[0]  # free a moment ago, so nobody listens there
+        route = _ingress(legacy, f"http://127.0.0.1:{closed_port}")
+        with ProxyUnderTest(tmp_path, [route]) as proxy:
+            statuses = [asyncio.run(_post(proxy.url("ingress", "/hook"), body,
+                                          {"Content-Type": "application/json"}))
+                        for _ in range(3)]
+
+    assert statuses == [202, 202, 202]
+    assert len(legacy.received) == 3
+    failed = [event for event in proxy.events() if event.kind == "mirror.failed"]
+    assert len(failed) == 3
+    assert {event.order_key for event in failed} == {key}
+
+
+def test_slow_candidate_does_not_delay_storefront(tmp_path):
+    _, body, _ = _signed_order()
+    legacy, candidate = RecordingSink(), RecordingSink(delay_s=3.0)
+    with SinkServer(legacy, candidate):
+        route = _ingress(legacy, f"http://127.0.0.1:{candidate.port}")
+        with ProxyUnderTest(tmp_path, [route], mirror={"timeout_s": 1.0}) as proxy:
+            status = asyncio.run(_post(proxy.url("ingress", "/hook"), body,
+                                       {"Content-Type": "application/json"}))
+
+    assert status == 200
+    events = {event.kind: event for event in proxy.events()}
+    failed = events["mirror.failed"]
+    assert "no answer within 1 s" in json.loads(failed.detail)["reason"]
+    # The storefront's answer was recorded before the candidate's copy gave up.
+    gave_up_ns = failed.mono_ns + int(failed.latency_ms * 1e6)
+    assert events["webhook.responded"].mono_ns < gave_up_ns
