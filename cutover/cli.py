@@ -152,6 +152,8 @@ def shadow(
     ledger: Annotated[str | None, typer.Option(help="Ledger URL; overrides the configuration. Default: runs/<run id>/ledger.sqlite.")] = None,
     run_id: Annotated[str | None, typer.Option(help="Run id to record under; overrides the configuration.")] = None,
     instance: Annotated[str | None, typer.Option(help="Id of this proxy instance, recorded with every event.")] = None,
+    metrics: Annotated[str | None, typer.Option(help="Serve Prometheus metrics on 'host:port' or a port (host 127.0.0.1); overrides the configuration.")] = None,
+    status: Annotated[bool, typer.Option(help="Show a one-line live status: webhooks, mirror results, open gaps per flow, ledger lag.")] = True,
     print_command: Annotated[bool, typer.Option(help="Print the mitmdump command line and exit.")] = False,
 ) -> None:
     """Run the shadow proxy (mitmdump with the cutover addon) in the foreground."""
@@ -162,9 +164,11 @@ def shadow(
         parsed = load_config(config)
         extra = []
         for option, value in (("cutover_ledger", ledger), ("cutover_run_id", run_id),
-                              ("cutover_instance", instance)):
+                              ("cutover_instance", instance), ("cutover_metrics", metrics)):
             if value:
                 extra += ["--set", f"{option}={value}"]
+        if status:
+            extra += ["--set", "cutover_status=true"]
         command = mitmdump_command(config.resolve(), parsed.mode_specs, extra=extra)
     except (ConfigError, ProcessError) as exc:
         raise fail(str(exc)) from exc

@@ -118,7 +118,7 @@ def mitmdump_executable() -> str:
 def mitmdump_command(
     config_path: Path, mode_specs: Sequence[str], *, extra: Sequence[str] = ()
 ) -> list[str]:
-    command = [mitmdump_executable(), "--quiet", "-s", str(ADDON_PATH),
+    command = [mitmdump_executable(), "-s", str(ADDON_PATH),
                "--set", f"cutover_config={config_path}",
                "--set", "termlog_verbosity=warn",
                "--set", "flow_detail=0"]

@@ -17,8 +17,10 @@ never changes what the storefront gets from the legacy flow.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -35,8 +37,10 @@ from cutover.ledger import (
 )
 from cutover.privacy import Redactor
 from cutover.run_ids import new_run_id
-from shadow.config import ConfigError, RouteSpec, ShadowConfig, load_config
+from shadow.capture import CaptureWriter
+from shadow.config import ConfigError, RouteSpec, ShadowConfig, load_config, parse_listen
 from shadow.events import EventBuilder, Observation, ObservationKind
+from shadow.metrics import LiveFigures
 from shadow.mirror import Mirror, MirrorCopy, MirrorResult
 from shadow.tee import BodyTee
 
@@ -70,6 +74,9 @@ class Shadow:
         self.run_id = ""
         self.writer: LedgerWriter | None = None
         self.mirror: Mirror | None = None
+        self.figures: LiveFigures | None = None
+        self.capture: CaptureWriter | None = None
+        self._status_task: asyncio.Task[None] | None = None
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -90,8 +97,28 @@ class Shadow:
             "cutover_instance", str, "",
             "Id of this proxy instance, recorded with every event. Overrides the configuration.",
         )
+        loader.add_option(
+            "cutover_metrics", str, "",
+            "Serve Prometheus metrics on this 'host:port' or port (host 127.0.0.1). "
+            "Overrides the configuration's [metrics] listen; empty leaves it to the configuration.",
+        )
+        loader.add_option(
+            "cutover_capture", str, "",
+            "Append every ingress http flow to this mitmproxy dump file, for cutover replay. "
+            "The file holds the webhooks unredacted; protect it like the storefront's data.",
+        )
+        loader.add_option(
+            "cutover_status", bool, False,
+            "Show a one-line live status on the terminal (rewritten every second on a "
+            "terminal, logged every 30 seconds otherwise).",
+        )
 
     def configure(self, updated: set[str]) -> None:
+        if "cutover_metrics" in updated and ctx.options.cutover_metrics:
+            try:
+                parse_listen(ctx.options.cutover_metrics, "cutover_metrics")
+            except ConfigError as exc:
+                raise exceptions.OptionsError(str(exc)) from exc
         if not updated & {"cutover_config", "cutover_ledger", "cutover_run_id", "cutover_instance"}:
             return
         if not ctx.options.cutover_config:
@@ -128,10 +155,17 @@ class Shadow:
             ctx.master.shutdown()
             return
 
-        self.writer = LedgerWriter(
-            engine, run_id=self.run_id, instance_id=instance_id,
-            transform=EventBuilder(Redactor()),
-        )
+        builder = EventBuilder(Redactor())
+        self.figures = LiveFigures(queue_depth=lambda: self.mirror.queued if self.mirror else 0,
+                                   ledger_lag=lambda: self.writer.backlog() if self.writer else 0)
+
+        def build_and_count(observation: Observation) -> dict | None:
+            row = builder(observation)
+            self.figures.observe(row)
+            return row
+
+        self.writer = LedgerWriter(engine, run_id=self.run_id, instance_id=instance_id,
+                                   transform=build_and_count)
         self.writer.start()
         ingress = next(route for route in config.routes if route.role == "ingress")
         assert ingress.mirror_to is not None
@@ -140,9 +174,48 @@ class Shadow:
         log.warning("cutover shadow recording run %s into %s (%d routes, instance %s)",
                     self.run_id, safe_url(url), len(config.routes), instance_id)
 
+        if ctx.options.cutover_capture:
+            self.capture = CaptureWriter(Path(ctx.options.cutover_capture))
+            log.warning("cutover capturing ingress traffic, unredacted, into %s", self.capture.path)
+        self._start_metrics(ctx.options.cutover_metrics or config.metrics_listen)
+        if ctx.options.cutover_status:
+            self._status_task = asyncio.create_task(self._show_status())
+
+    def _start_metrics(self, listen: str) -> None:
+        if not listen or self.figures is None:
+            return
+        host, port = parse_listen(listen, "metrics")
+        try:
+            self.figures.serve(host, port)
+        except OSError as exc:
+            # The proxy keeps forwarding without metrics; traffic matters more.
+            log.error("Can't serve metrics on %s:%d: %s", host, port, exc.strerror or exc)
+
+    async def _show_status(self) -> None:
+        on_terminal = sys.stderr.isatty()
+        interval_s = 1.0 if on_terminal else 30.0
+        while True:
+            await asyncio.sleep(interval_s)
+            if self.figures is None or self.writer is None or self.mirror is None:
+                continue
+            line = self.figures.status_line(self.writer.backlog(), self.mirror.queued)
+            if on_terminal:
+                sys.stderr.write("\r\x1b[2K" + line)
+                sys.stderr.flush()
+            else:
+                log.warning("cutover status: %s", line)
+
     async def done(self) -> None:
+        if self._status_task is not None:
+            self._status_task.cancel()
+        if self.figures is not None:
+            self.figures.close()
         if self.mirror is not None:
             await self.mirror.close()
+        if self.capture is not None:
+            self.capture.close()
+            if self.capture.lost and self.writer is not None:
+                self.writer.count("capture.lost", self.capture.lost)
         if self.writer is not None:
             self.writer.close()
             log.warning("cutover shadow stopped: run %s, %d events written, counters %s",
@@ -186,6 +259,7 @@ class Shadow:
         if route.role == "ingress":
             self._observe(ObservationKind.WEBHOOK_RESPONSE, flow, route, status=status,
                           latency_ms=_elapsed_ms(flow))
+            self._capture(flow)
         elif route.role == "erp":
             body = flow.response.raw_content if status >= 400 else None
             self._observe(ObservationKind.ERP_RESPONSE, flow, route, status=status,
@@ -201,6 +275,13 @@ class Shadow:
         elif route.role == "ingress":
             log.warning("Legacy flow gave no answer on http flow %s: %s", flow.id, flow.error.msg)
             self._observe(ObservationKind.WEBHOOK_RESPONSE, flow, route, reason=flow.error.msg)
+            self._capture(flow)
+
+    def _capture(self, flow: http.HTTPFlow) -> None:
+        if self.capture is None:
+            return
+        tee: BodyTee | None = flow.metadata.get(TEE)
+        self.capture.add(flow, body=tee.body if tee is not None else None)
 
     def _on_webhook(self, flow: http.HTTPFlow, route: RouteSpec) -> None:
         assert self.mirror is not None and self.writer is not None and self.config is not None

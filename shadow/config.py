@@ -27,6 +27,7 @@ import jmespath.exceptions
 from jmespath.parser import ParsedResult
 
 from cutover.events import Flow
+from shadow.sampling import parse_fraction
 
 __all__ = [
     "ConfigError",
@@ -36,6 +37,7 @@ __all__ = [
     "ShadowConfig",
     "load_config",
     "parse_config",
+    "parse_listen",
 ]
 
 ROLES = ("ingress", "erp", "email")
@@ -92,6 +94,9 @@ class MirrorSpec:
     # Largest body mirrored, in bytes; a larger one is recorded as
     # mirror.skipped and only the legacy flow gets it.
     max_body_bytes: int = 16 * 1024 * 1024
+    # Share of orders mirrored and recorded, chosen by a hash of the order
+    # key; 1.0 takes every order.
+    sample: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,8 @@ class ShadowConfig:
     ledger_url: str = ""
     run_id: str = ""
     instance_id: str = "proxy-1"
+    # 'host:port' for the Prometheus endpoint; empty serves none.
+    metrics_listen: str = ""
 
     def route_for_port(self, port: int | None) -> RouteSpec | None:
         for route in self.routes:
@@ -144,6 +151,7 @@ def parse_config(data: dict[str, Any], *, source: str = "configuration") -> Shad
         max_body_bytes=_positive_int(
             mirror_data, "max_body_bytes", MirrorSpec.max_body_bytes, "mirror", source
         ),
+        sample=_sample(mirror_data, source),
     )
     return ShadowConfig(
         routes=routes,
@@ -151,7 +159,23 @@ def parse_config(data: dict[str, Any], *, source: str = "configuration") -> Shad
         ledger_url=str(ledger_data.get("url", "")),
         run_id=str(ledger_data.get("run_id", "")),
         instance_id=str(ledger_data.get("instance_id", "proxy-1")),
+        metrics_listen=_metrics_listen(_table(data, "metrics", source), source),
     )
+
+
+def _sample(table: dict[str, Any], source: str) -> float:
+    try:
+        return parse_fraction(table.get("sample", 1.0))
+    except ValueError as exc:
+        raise ConfigError(f"{source}: [mirror] {exc}") from exc
+
+
+def _metrics_listen(table: dict[str, Any], source: str) -> str:
+    listen = table.get("listen", "")
+    if listen in ("", None):
+        return ""
+    host, port = parse_listen(listen, f"{source}: [metrics]")
+    return f"{host}:{port}"
 
 
 def _table(data: dict[str, Any], name: str, source: str) -> dict[str, Any]:
@@ -171,7 +195,7 @@ def _parse_route(item: Any, index: int, source: str) -> RouteSpec:
     if role not in ROLES:
         raise ConfigError(f"{where}: role must be one of {', '.join(ROLES)}, but got {role!r}")
 
-    listen_host, listen_port = _parse_listen(item.get("listen"), where)
+    listen_host, listen_port = parse_listen(item.get("listen"), where)
     upstream = _parse_url(item.get("upstream"), "upstream", where)
 
     default_flow = Flow.LEGACY.value
@@ -250,7 +274,7 @@ def _parse_email_kinds(item: dict[str, Any], where: str) -> EmailKinds:
     )
 
 
-def _parse_listen(value: Any, where: str) -> tuple[str, int]:
+def parse_listen(value: Any, where: str) -> tuple[str, int]:
     """Parse `listen` as a port or 'host:port'; the host defaults to 127.0.0.1."""
     host, port_text = "127.0.0.1", value
     if isinstance(value, str) and ":" in value:

@@ -147,3 +147,25 @@ def test_slow_candidate_does_not_delay_storefront(tmp_path):
     # The storefront's answer was recorded before the candidate's copy gave up.
     gave_up_ns = failed.mono_ns + int(failed.latency_ms * 1e6)
     assert events["webhook.responded"].mono_ns < gave_up_ns
+
+
+def test_capture_writes_ingress_flows_readable_by_mitmproxy(tmp_path):
+    from mitmproxy.io import FlowReader
+
+    _, small, _ = _signed_order()
+    _, large, _ = _signed_order(padding=2 * 1024 * 1024)
+    capture = tmp_path / "ingress.mitm"
+    legacy, candidate = RecordingSink(), RecordingSink()
+    with SinkServer(legacy, candidate):
+        route = _ingress(legacy, f"http://127.0.0.1:{candidate.port}")
+        extra = ["--set", f"cutover_capture={capture}", "--set", "stream_large_bodies=1m"]
+        with ProxyUnderTest(tmp_path, [route], extra=extra) as proxy:
+            for body in (small, large):
+                asyncio.run(_post(proxy.url("ingress", "/webhooks/orders/create"), body,
+                                  {"Content-Type": "application/json"}))
+
+    with capture.open("rb") as handle:
+        flows = list(FlowReader(handle).stream())
+    assert [flow.request.raw_content for flow in flows] == [small, large]
+    assert [flow.response.status_code for flow in flows] == [200, 200]
+    assert "capturing ingress traffic, unredacted" in proxy.log_text()
