@@ -21,12 +21,18 @@ class Flow(StrEnum):
 class EventKind(StrEnum):
     WEBHOOK_RECEIVED = "webhook.received"
     WEBHOOK_RESPONDED = "webhook.responded"
+    # A storefront's test delivery when a webhook is created (WooCommerce);
+    # it carries no order.
+    WEBHOOK_PING = "webhook.ping"
     MIRROR_SENT = "mirror.sent"
     MIRROR_FAILED = "mirror.failed"
     MIRROR_DROPPED = "mirror.dropped"
     # Not mirrored on purpose: the body exceeded the mirror's size limit.
     MIRROR_SKIPPED = "mirror.skipped"
     ERP_SUBMITTED = "erp.submitted"
+    # The ERP accepted the order for asynchronous processing (NetSuite's 202
+    # with a job location); the outcome comes later from polling the job.
+    ERP_QUEUED = "erp.queued"
     ERP_ACKED = "erp.acked"
     ERP_REJECTED = "erp.rejected"
     ERP_THROTTLED = "erp.throttled"
@@ -39,6 +45,9 @@ class EventKind(StrEnum):
     PENDING_NOTICE_QUARANTINED = "pending_notice.quarantined"
     # Email traffic that is neither a confirmation nor a pending notice.
     EMAIL_OTHER = "email.other"
+    # The email service did not accept a call it was sent (an error status,
+    # or Postmark's 200 with a non-zero ErrorCode): that message never left.
+    EMAIL_FAILED = "email.failed"
     UNCORRELATED = "uncorrelated"
 
 

@@ -19,7 +19,8 @@ __all__ = ["HASH_PREFIX", "Redactor"]
 HASH_PREFIX = "h:"
 
 # Keys whose value is personal data wherever they appear (compared in lower
-# case). Shopify, NetSuite and SendGrid spellings.
+# case). Spellings of Shopify, BigCommerce, WooCommerce, Adobe Commerce,
+# NetSuite, SAP S/4HANA, Business Central, SendGrid, Postmark and Klaviyo.
 PERSONAL_KEYS = frozenset(
     {
         "email", "contact_email", "customer_email", "phone", "mobile", "fax",
@@ -27,6 +28,21 @@ PERSONAL_KEYS = frozenset(
         "address1", "address2", "addr1", "addr2", "addr3", "street", "zip",
         "postal_code", "postcode", "company", "addressee", "addrphone",
         "shipaddress", "billaddress", "browser_ip", "client_ip",
+        # BigCommerce, WooCommerce, Klaviyo
+        "street_1", "street_2", "address_1", "address_2", "phone_number",
+        "customer_ip_address", "customer_user_agent", "ip_address",
+        # Adobe Commerce
+        "customer_firstname", "customer_lastname", "customer_middlename",
+        "customer_dob", "customer_taxvat", "telephone", "remote_ip", "vat_id",
+        # SAP S/4HANA (OData property names)
+        "emailaddress", "phonenumber", "mobilephonenumber", "faxnumber", "fullname",
+        "personfamilyname", "persongivenname", "streetname", "housenumber",
+        "postalcode", "organisationname1", "organisationname2",
+        # Business Central
+        "customername", "selltoaddressline1", "selltoaddressline2", "selltopostcode",
+        "billtoname", "billtoaddressline1", "billtoaddressline2", "billtopostcode",
+        "shiptoname", "shiptocontact", "shiptoaddressline1", "shiptoaddressline2",
+        "shiptopostcode", "selltocontact",
     }
 )
 
@@ -36,9 +52,14 @@ PERSON_CONTAINERS = frozenset(
     {
         "customer", "billing_address", "shipping_address", "default_address",
         "to", "cc", "bcc", "reply_to", "from", "personalizations", "entity",
-        "recipient", "contact",
+        "recipient", "contact", "billing", "shipping", "billing_addresses",
+        "shipping_addresses", "addresses", "profile", "replyto",
     }
 )
+
+# A bare string under one of these keys is a recipient ("Jane Doe
+# <jane@example.com>" in Postmark's `To`), so the whole string is hashed.
+RECIPIENT_KEYS = frozenset({"to", "cc", "bcc", "from", "reply_to", "replyto"})
 
 EMAIL_PATTERN = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
@@ -75,6 +96,10 @@ class Redactor:
 
     def _redact_item(self, key: str, item: Any, in_person: bool) -> Any:
         lowered = key.lower()
-        personal = lowered in PERSONAL_KEYS or (in_person and lowered == "name")
+        personal = (
+            lowered in PERSONAL_KEYS
+            or (in_person and lowered == "name")
+            or (lowered in RECIPIENT_KEYS and isinstance(item, str))
+        )
         in_person = in_person or lowered in PERSON_CONTAINERS
         return self.redact(item, _personal=personal, _in_person=in_person)

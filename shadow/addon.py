@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
@@ -42,12 +42,16 @@ from shadow.config import ConfigError, RouteSpec, ShadowConfig, load_config, par
 from shadow.events import EventBuilder, Observation, ObservationKind
 from shadow.metrics import LiveFigures
 from shadow.mirror import Mirror, MirrorCopy, MirrorResult
+from shadow.modes import IngressPlan, plan_for, read_mode
+from shadow.presets import quarantine_response
+from shadow.sampling import in_sample
 from shadow.tee import BodyTee
 
 log = logging.getLogger(__name__)
 
 QUARANTINED = "cutover.quarantined"
 TEE = "cutover.tee"
+PLAN = "cutover.plan"
 
 def _why_not_mirrored(body: bytes | None, tee: BodyTee | None, max_bytes: int) -> str:
     """Return why a webhook body can't be mirrored, or "" when it can."""
@@ -74,6 +78,8 @@ class Shadow:
         self.run_id = ""
         self.writer: LedgerWriter | None = None
         self.mirror: Mirror | None = None
+        self.plan: IngressPlan | None = None
+        self.builder: EventBuilder | None = None
         self.figures: LiveFigures | None = None
         self.capture: CaptureWriter | None = None
         self._status_task: asyncio.Task[None] | None = None
@@ -101,6 +107,12 @@ class Shadow:
             "cutover_metrics", str, "",
             "Serve Prometheus metrics on this 'host:port' or port (host 127.0.0.1). "
             "Overrides the configuration's [metrics] listen; empty leaves it to the configuration.",
+        )
+        loader.add_option(
+            "cutover_mode", str, "",
+            "Starting mode: shadow (legacy answers, candidate mirrored), swapped (candidate "
+            "answers, legacy mirrored) or monitor (candidate answers, no mirror). Empty takes "
+            "the configuration's mode; SIGHUP re-reads the configuration's mode at run time.",
         )
         loader.add_option(
             "cutover_capture", str, "",
@@ -134,6 +146,11 @@ class Shadow:
             raise exceptions.OptionsError(str(exc)) from exc
         self.config = config
         self.run_id = ctx.options.cutover_run_id or config.run_id or new_run_id()
+        try:
+            mode = ctx.options.cutover_mode or read_mode(Path(ctx.options.cutover_config))
+            self.plan = plan_for(mode, self._ingress())
+        except ConfigError as exc:
+            raise exceptions.OptionsError(str(exc)) from exc
 
     async def running(self) -> None:
         config = self._require_config()
@@ -155,24 +172,27 @@ class Shadow:
             ctx.master.shutdown()
             return
 
-        builder = EventBuilder(Redactor())
+        builder = self.builder = EventBuilder(Redactor())
+        sample = config.mirror.sample
         self.figures = LiveFigures(queue_depth=lambda: self.mirror.queued if self.mirror else 0,
                                    ledger_lag=lambda: self.writer.backlog() if self.writer else 0)
 
         def build_and_count(observation: Observation) -> dict | None:
             row = builder(observation)
+            key = row.get("order_key") if row else None
+            if key is not None and not in_sample(key, sample):
+                return None  # an order outside the sample is left out in every flow
             self.figures.observe(row)
             return row
 
         self.writer = LedgerWriter(engine, run_id=self.run_id, instance_id=instance_id,
                                    transform=build_and_count)
         self.writer.start()
-        ingress = next(route for route in config.routes if route.role == "ingress")
-        assert ingress.mirror_to is not None
-        self.mirror = Mirror(ingress.mirror_to, config.mirror, self._on_mirror_result)
+        self.mirror = Mirror(config.mirror, self._on_mirror_result)
         self.mirror.start()
-        log.warning("cutover shadow recording run %s into %s (%d routes, instance %s)",
-                    self.run_id, safe_url(url), len(config.routes), instance_id)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload_mode)
+        log.warning("cutover shadow recording run %s into %s (%d routes, instance %s, mode %s)",
+                    self.run_id, safe_url(url), len(config.routes), instance_id, self.plan.mode)
 
         if ctx.options.cutover_capture:
             self.capture = CaptureWriter(Path(ctx.options.cutover_capture))
@@ -221,10 +241,30 @@ class Shadow:
             log.warning("cutover shadow stopped: run %s, %d events written, counters %s",
                         self.run_id, self.writer.written, self.writer.counters())
 
+    def reload_mode(self) -> None:
+        """Apply the configuration file's mode; webhooks already under way keep theirs."""
+        try:
+            plan = plan_for(read_mode(Path(ctx.options.cutover_config)), self._ingress())
+        except ConfigError as exc:
+            log.error("Mode unchanged (%s): %s", self.plan.mode, exc)
+            return
+        if plan.mode != self.plan.mode:
+            log.warning("cutover mode %s -> %s: %s answers the storefront, mirror to %s",
+                        self.plan.mode, plan.mode, plan.route.flow.value, plan.mirror_url or "none")
+        self.plan = plan
+
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         route = self._route(flow)
         if route is None or route.role != "ingress" or flow.is_replay or self.config is None:
             return
+        plan = self.plan
+        flow.metadata[PLAN] = plan
+        if plan.primary_url != route.upstream:
+            scheme, host, port = plan.primary_address
+            flow.request.scheme, flow.request.host, flow.request.port = scheme, host, port
+            if not ctx.options.keep_host_header:
+                flow.request.host_header = f"{host}:{port}"
+
         # mitmproxy has already chosen to stream a body above
         # stream_large_bodies when its length is known. A chunked body of
         # unknown length may switch to streaming halfway, after this hook,
@@ -241,12 +281,12 @@ class Shadow:
             return
 
         if route.role == "ingress":
-            self._on_webhook(flow, route)
+            self._on_webhook(flow, self._plan_of(flow))
         elif route.role == "erp":
             self._observe(ObservationKind.ERP_REQUEST, flow, route, body=flow.request.raw_content)
         elif route.role == "email":
             if route.quarantine:
-                self._quarantine(flow)
+                self._quarantine(flow, route)
             self._observe(ObservationKind.EMAIL, flow, route, body=flow.request.raw_content,
                           quarantined=route.quarantine)
 
@@ -257,11 +297,17 @@ class Shadow:
 
         status = flow.response.status_code
         if route.role == "ingress":
+            route = self._plan_of(flow).route
             self._observe(ObservationKind.WEBHOOK_RESPONSE, flow, route, status=status,
                           latency_ms=_elapsed_ms(flow))
             self._capture(flow)
+        elif route.role == "email":
+            self._observe(ObservationKind.EMAIL_RESPONSE, flow, route, status=status,
+                          latency_ms=_elapsed_ms(flow), body=flow.response.raw_content,
+                          response_headers=flow.response.headers.fields)
         elif route.role == "erp":
-            body = flow.response.raw_content if status >= 400 else None
+            needs_body = status >= 400 or getattr(route.preset, "success_body", False)
+            body = flow.response.raw_content if needs_body else None
             self._observe(ObservationKind.ERP_RESPONSE, flow, route, status=status,
                           latency_ms=_elapsed_ms(flow), body=body,
                           response_headers=flow.response.headers.fields)
@@ -273,7 +319,9 @@ class Shadow:
         if route.role == "erp":
             self._observe(ObservationKind.ERP_ERROR, flow, route, reason=flow.error.msg)
         elif route.role == "ingress":
-            log.warning("Legacy flow gave no answer on http flow %s: %s", flow.id, flow.error.msg)
+            route = self._plan_of(flow).route
+            log.warning("The %s flow gave no answer on http flow %s: %s",
+                        route.flow.value, flow.id, flow.error.msg)
             self._observe(ObservationKind.WEBHOOK_RESPONSE, flow, route, reason=flow.error.msg)
             self._capture(flow)
 
@@ -283,17 +331,27 @@ class Shadow:
         tee: BodyTee | None = flow.metadata.get(TEE)
         self.capture.add(flow, body=tee.body if tee is not None else None)
 
-    def _on_webhook(self, flow: http.HTTPFlow, route: RouteSpec) -> None:
+    def _on_webhook(self, flow: http.HTTPFlow, plan: IngressPlan) -> None:
         assert self.mirror is not None and self.writer is not None and self.config is not None
+        route = plan.route
         body = flow.request.raw_content
         tee: BodyTee | None = flow.metadata.get(TEE)
         if body is None and tee is not None:
             body = tee.body
-        self._observe(ObservationKind.WEBHOOK, flow, route, body=body)
+        observation = self._observe(ObservationKind.WEBHOOK, flow, route, body=body)
         self.writer.count("webhooks.seen")
+        if route.legacy_confirmation_from:
+            self._observe(ObservationKind.WEBHOOK_CONFIRMATION, flow, route, body=body)
 
+        if plan.mirror_url is None:
+            return
+        if not self._sampled(observation):
+            self.writer.count("mirror.not_sampled")
+            return
         copy = MirrorCopy(
             http_flow_id=flow.id,
+            target=plan.mirror_url,
+            context=route,
             method=flow.request.method,
             path=flow.request.path,
             headers=flow.request.headers.fields,
@@ -309,37 +367,59 @@ class Shadow:
             return
         self.mirror.submit(copy)
 
-    def _quarantine(self, flow: http.HTTPFlow) -> None:
-        """Answer a candidate's email call as SendGrid would, without sending it."""
+    def _quarantine(self, flow: http.HTTPFlow, route: RouteSpec) -> None:
+        """Answer a candidate's email call as its email service would, without sending it."""
         flow.metadata[QUARANTINED] = True
-        flow.response = http.Response.make(
-            202, b"", {"X-Message-Id": "quarantined-" + uuid.uuid4().hex}
-        )
+        status, headers, body = quarantine_response(route.preset)
+        flow.response = http.Response.make(status, body, headers)
 
     def _on_mirror_result(self, result: MirrorResult) -> None:
         assert self.writer is not None and self.config is not None
         self.writer.count(result.kind)
-        ingress = next(route for route in self.config.routes if route.role == "ingress")
         self.writer.put(Observation(
-            kind=result.kind, route=ingress, http_flow_id=result.copy.http_flow_id,
+            kind=result.kind, route=result.copy.context, http_flow_id=result.copy.http_flow_id,
             mono_ns=result.mono_ns, wall_s=result.wall_s, method=result.copy.method,
             path=result.copy.path, body=result.copy.body, headers=result.copy.headers,
             status=result.status, latency_ms=result.latency_ms, reason=result.reason,
         ))
 
-    def _observe(self, kind: str, flow: http.HTTPFlow, route: RouteSpec, **fields) -> None:
+    def _observe(
+        self, kind: str, flow: http.HTTPFlow, route: RouteSpec, **fields
+    ) -> Observation | None:
         if self.writer is None:
-            return
+            return None
         fields.setdefault("headers", flow.request.headers.fields)
-        self.writer.put(Observation(
+        observation = Observation(
             kind=kind, route=route, http_flow_id=flow.id, mono_ns=time.monotonic_ns(),
             wall_s=time.time(), method=flow.request.method, path=flow.request.path, **fields,
-        ))
+        )
+        self.writer.put(observation)
+        return observation
 
     def _route(self, flow: http.HTTPFlow) -> RouteSpec | None:
         if self.config is None:
             return None
         return self.config.route_for_port(flow.client_conn.proxy_mode.custom_listen_port)
+
+    def _sampled(self, observation: Observation | None) -> bool:
+        """Decide on the hook whether a webhook's order is in the sample.
+
+        Parsing the body here costs hook time, so it happens only when a
+        sample is configured. A webhook without an order key is mirrored.
+        """
+        fraction = self.config.mirror.sample if self.config else 1.0
+        if fraction >= 1.0 or observation is None or self.builder is None:
+            return True
+        key = self.builder.order_key(observation)
+        return key is None or in_sample(key, fraction)
+
+    def _ingress(self) -> RouteSpec:
+        config = self._require_config()
+        return next(route for route in config.routes if route.role == "ingress")
+
+    def _plan_of(self, flow: http.HTTPFlow) -> IngressPlan:
+        """Return the plan an ingress http flow started under."""
+        return flow.metadata.get(PLAN) or self.plan
 
     def _require_config(self) -> ShadowConfig:
         if self.config is None:

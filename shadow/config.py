@@ -9,6 +9,11 @@ one route per reverse-mode listener:
   the tap's port, and the tap forwards them to `upstream`. A tap with
   `quarantine = true` answers in place of the upstream and never forwards.
 
+Each route may name a `preset` (see `shadow.presets`) for its platform; the
+preset supplies the key rule and the wire conventions, and the route's own
+`key`, `path_key`, `submit_methods`, `kind`, `confirmation` and
+`pending_notice` settings override it.
+
 Every parse error names the setting, the value and the fix.
 """
 
@@ -27,6 +32,14 @@ import jmespath.exceptions
 from jmespath.parser import ParsedResult
 
 from cutover.events import Flow
+from shadow.presets import (
+    DEFAULT_PRESETS,
+    PRESETS,
+    EmailPreset,
+    ErpPreset,
+    StorefrontPreset,
+    preset_names,
+)
 from shadow.sampling import parse_fraction
 
 __all__ = [
@@ -42,10 +55,13 @@ __all__ = [
 
 ROLES = ("ingress", "erp", "email")
 
-DEFAULT_KEY_RULES = {"ingress": "id", "erp": "externalId", "email": "custom_args.order_id"}
-# NetSuite REST addresses a record by external id in the path: eid:{externalId}.
-DEFAULT_ERP_PATH_KEY = r"/eid:([^/?]+)"
 DEFAULT_ERP_SUBMIT_METHODS = ("POST", "PUT", "PATCH")
+
+# Sources of a storefront-sent confirmation's time: the webhook's
+# trigger-time header, or the order's creation time in the body.
+LEGACY_CONFIRMATION_SOURCES = ("triggered_at", "created_at")
+
+Preset = StorefrontPreset | ErpPreset | EmailPreset
 
 
 class ConfigError(ValueError):
@@ -76,6 +92,11 @@ class RouteSpec:
     quarantine: bool = False
     submit_methods: tuple[str, ...] = DEFAULT_ERP_SUBMIT_METHODS
     email_kinds: EmailKinds | None = None
+    preset: Preset | None = None
+    # Ingress only: record the legacy flow's confirmation at the webhook's
+    # "triggered_at" header or "created_at" body time, for storefronts that
+    # send the confirmation themselves.
+    legacy_confirmation_from: str | None = None
 
     @property
     def mode_spec(self) -> str:
@@ -207,11 +228,14 @@ def _parse_route(item: Any, index: int, source: str) -> RouteSpec:
             f"{where}: flow must be 'legacy' or 'candidate', but got {flow_text!r}"
         ) from None
 
-    key_rule_text = str(item.get("key", DEFAULT_KEY_RULES[role]))
+    preset = _parse_preset(item, role, where)
+
+    key_rule_text = str(item.get("key", preset.key))
     key_rule = _compile_jmespath(key_rule_text, "key", where)
 
     path_key = None
-    path_key_text = item.get("path_key", DEFAULT_ERP_PATH_KEY if role == "erp" else None)
+    default_path_key = preset.path_key if isinstance(preset, ErpPreset) else None
+    path_key_text = item.get("path_key", default_path_key)
     if path_key_text:
         try:
             path_key = re.compile(path_key_text)
@@ -237,11 +261,17 @@ def _parse_route(item: Any, index: int, source: str) -> RouteSpec:
     if quarantine and role != "email":
         raise ConfigError(f"{where}: quarantine is only valid on an email route.")
 
-    methods = item.get("submit_methods", list(DEFAULT_ERP_SUBMIT_METHODS))
+    default_methods = (preset.submit_methods if isinstance(preset, ErpPreset)
+                       else DEFAULT_ERP_SUBMIT_METHODS)
+    methods = item.get("submit_methods", list(default_methods))
     if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
         raise ConfigError(f"{where}: submit_methods must be a list of HTTP methods, but got {methods!r}")
 
-    email_kinds = _parse_email_kinds(item, where) if role == "email" else None
+    email_kinds = None
+    if isinstance(preset, EmailPreset):
+        email_kinds = _parse_email_kinds(item, preset, where)
+
+    legacy_confirmation_from = _parse_legacy_confirmation(item, preset, where)
 
     return RouteSpec(
         name=name,
@@ -257,13 +287,51 @@ def _parse_route(item: Any, index: int, source: str) -> RouteSpec:
         quarantine=quarantine,
         submit_methods=tuple(m.upper() for m in methods),
         email_kinds=email_kinds,
+        preset=preset,
+        legacy_confirmation_from=legacy_confirmation_from,
     )
 
 
-def _parse_email_kinds(item: dict[str, Any], where: str) -> EmailKinds:
-    rule_text = str(item.get("kind", "categories[0]"))
-    confirmation = item.get("confirmation", ["order_confirmation"])
-    pending = item.get("pending_notice", ["order_pending"])
+def _parse_preset(item: dict[str, Any], role: str, where: str) -> Preset:
+    name = item.get("preset", DEFAULT_PRESETS[role])
+    preset = PRESETS.get(name) if isinstance(name, str) else None
+    if preset is None or preset.role != role:
+        raise ConfigError(
+            f"{where}: unknown preset {name!r} for role {role}. "
+            f"Use one of {', '.join(preset_names(role))}, or leave preset out for "
+            f"{DEFAULT_PRESETS[role]}."
+        )
+    return preset
+
+
+def _parse_legacy_confirmation(item: dict[str, Any], preset: Preset, where: str) -> str | None:
+    source = item.get("legacy_confirmation_from")
+    if source is None:
+        return None
+    if not isinstance(preset, StorefrontPreset):
+        raise ConfigError(f"{where}: legacy_confirmation_from is only valid on the ingress route.")
+    if source not in LEGACY_CONFIRMATION_SOURCES:
+        raise ConfigError(
+            f"{where}: legacy_confirmation_from must be one of "
+            f"{', '.join(LEGACY_CONFIRMATION_SOURCES)}, but got {source!r}"
+        )
+    if source == "triggered_at" and not preset.triggered_at_headers:
+        raise ConfigError(
+            f"{where}: preset {preset.name!r} sends no trigger-time header; "
+            "set legacy_confirmation_from = 'created_at'."
+        )
+    if source == "created_at" and preset.created_at_rule is None:
+        raise ConfigError(
+            f"{where}: preset {preset.name!r} has no order creation time; "
+            "set legacy_confirmation_from = 'triggered_at'."
+        )
+    return source
+
+
+def _parse_email_kinds(item: dict[str, Any], preset: EmailPreset, where: str) -> EmailKinds:
+    rule_text = str(item.get("kind", preset.kind))
+    confirmation = item.get("confirmation", list(preset.confirmation))
+    pending = item.get("pending_notice", list(preset.pending_notice))
     for option, values in (("confirmation", confirmation), ("pending_notice", pending)):
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise ConfigError(f"{where}: {option} must be a list of strings, but got {values!r}")

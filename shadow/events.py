@@ -4,6 +4,11 @@ Hooks only copy references and timestamps into an `Observation`; the
 ledger writer's thread calls `EventBuilder` to decode bodies, extract order
 keys, redact personal data and classify answers. That keeps JSON parsing,
 hashing and redaction off the proxy's hot path.
+
+What a route's traffic looks like (key rules, delivery headers, what counts
+as a submission, how an answer is classified) comes from its preset
+(`shadow.presets`); a route without one behaves as Shopify, NetSuite and
+SendGrid.
 """
 
 from __future__ import annotations
@@ -12,15 +17,29 @@ import gzip
 import hashlib
 import json
 import logging
+import re
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
+
+import jmespath
+import jmespath.exceptions
+from jmespath.parser import ParsedResult
 
 from cutover.events import EventKind, Flow
 from cutover.privacy import Redactor
 from shadow.config import RouteSpec
+from shadow.presets import (
+    NETSUITE,
+    SENDGRID,
+    SHOPIFY,
+    EmailPreset,
+    ErpPreset,
+    StorefrontPreset,
+)
 
 __all__ = ["EventBuilder", "Observation", "ObservationKind"]
 
@@ -34,9 +53,15 @@ MAX_DECODED_BODY = 8 * 1024 * 1024
 # them (the answer, the mirror's result).
 KEY_CACHE_SIZE = 200_000
 
-# NetSuite RESTlets answer 400 with this code when the account-wide
-# concurrency limit is exceeded: a throttle, not a rejection.
-NETSUITE_THROTTLE_CODES = ("SSS_REQUEST_LIMIT_EXCEEDED", "CONCURRENCY_LIMIT_EXCEEDED")
+# How many webhook events (and storefront-sent confirmations, and ERP jobs)
+# are remembered for attempt counting and deduplication; the oldest go first.
+DELIVERY_CACHE_SIZE = 100_000
+
+# Shopify's GraphQL id of an order; its numeric part is the REST `id`.
+SHOPIFY_ORDER_GID = re.compile(r"^gid://shopify/Order/(\d+)$")
+
+# WooCommerce's ping when a webhook is created or its URL changes.
+WOOCOMMERCE_PING = re.compile(rb"^webhook_id=(\d+)$")
 
 
 class ObservationKind:
@@ -50,17 +75,14 @@ class ObservationKind:
     ERP_RESPONSE = "erp.response"
     ERP_ERROR = "erp.error"
     EMAIL = "email"
+    # The email service's response to a call that was not quarantined.
+    EMAIL_RESPONSE = "email.response"
+    # The ingress request once more, on a route with legacy_confirmation_from:
+    # the storefront itself sent the confirmation.
+    WEBHOOK_CONFIRMATION = "webhook.confirmation"
 
 
 HeaderFields = tuple[tuple[bytes, bytes], ...]
-
-# Delivery headers kept with each webhook event, under these names. Read
-# case-insensitively; newer Shopify deliveries drop the X- prefix.
-DELIVERY_HEADERS = {
-    "topic": ("X-Shopify-Topic", "Shopify-Topic", "X-WC-Webhook-Topic"),
-    "event_id": ("X-Shopify-Event-Id", "Shopify-Event-Id", "webhook-id"),
-    "webhook_id": ("X-Shopify-Webhook-Id", "Shopify-Webhook-Id", "X-WC-Webhook-Delivery-ID"),
-}
 
 
 def header_value(fields: HeaderFields, name: str) -> str | None:
@@ -70,6 +92,15 @@ def header_value(fields: HeaderFields, name: str) -> str | None:
         if key.lower() == wanted:
             return value.decode("latin-1")
     return None
+
+
+def first_header(fields: HeaderFields, names: tuple[str, ...]) -> tuple[str, str] | tuple[None, None]:
+    """Return (name, value) of the first of `names` present, or (None, None)."""
+    for name in names:
+        value = header_value(fields, name)
+        if value is not None:
+            return name, value
+    return None, None
 
 
 @dataclass(slots=True)
@@ -120,7 +151,11 @@ def decode_body(body: bytes, content_encoding: str) -> bytes:
 
 
 def key_text(value: Any) -> str | None:
-    """Return an order key as text; ids above 2^53 stay exact integers."""
+    """Return an order key as text; ids above 2^53 stay exact integers.
+
+    A Shopify order GID (`gid://shopify/Order/123`) becomes its numeric id,
+    so hops that carry either form join on one key.
+    """
     if value is None or isinstance(value, bool | dict | list):
         return None
     if isinstance(value, float):
@@ -128,7 +163,79 @@ def key_text(value: Any) -> str | None:
             return None
         value = int(value)
     text = str(value).strip()
+    match = SHOPIFY_ORDER_GID.match(text)
+    if match:
+        return match.group(1)
     return text or None
+
+
+def parse_time(value: Any) -> float | None:
+    """Return a storefront timestamp as Unix seconds, or None if it is not one.
+
+    Accepts Unix seconds (BigCommerce, Standard Webhooks) and ISO 8601 with
+    any number of fraction digits (Shopify sends nanoseconds); a time
+    without an offset is UTC, as WooCommerce's `*_gmt` and Adobe Commerce's
+    fields are.
+    """
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
+    if re.fullmatch(r"\d{9,11}(\.\d+)?", text):
+        return float(text)
+    match = re.fullmatch(
+        r"(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:\.(\d+))?\s*(Z|[+-]\d\d:?\d\d)?", text
+    )
+    if match is None:
+        return None
+    date, clock, fraction, offset = match.groups()
+    offset = "+00:00" if offset in (None, "Z") else offset
+    try:
+        moment = datetime.fromisoformat(f"{date}T{clock}{offset}")
+    except ValueError:
+        return None
+    return moment.timestamp() + float("0." + fraction if fraction else 0)
+
+
+@lru_cache(maxsize=256)
+def _rule(text: str) -> ParsedResult:
+    return jmespath.compile(text)
+
+
+def _search(rule: str | None, document: Any) -> Any:
+    """Apply a preset's JMESPath rule; a document it can't apply to gives None."""
+    if rule is None or not isinstance(document, dict | list):
+        return None
+    try:
+        return _rule(rule).search(document)
+    except jmespath.exceptions.JMESPathError:
+        return None
+
+
+def _storefront(route: RouteSpec) -> StorefrontPreset:
+    return route.preset if isinstance(route.preset, StorefrontPreset) else SHOPIFY
+
+
+def _erp(route: RouteSpec) -> ErpPreset:
+    return route.preset if isinstance(route.preset, ErpPreset) else NETSUITE
+
+
+def _email(route: RouteSpec) -> EmailPreset:
+    return route.preset if isinstance(route.preset, EmailPreset) else SENDGRID
+
+
+class _BoundedMap(OrderedDict):
+    """An insertion-ordered map that forgets its oldest entry past `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        if len(self) > self.limit:
+            self.popitem(last=False)
 
 
 class EventBuilder:
@@ -137,27 +244,129 @@ class EventBuilder:
     def __init__(self, redactor: Redactor | None = None) -> None:
         self._redactor = redactor or Redactor()
         self._keys: OrderedDict[str, str | None] = OrderedDict()
+        # Deliveries seen per (event id, subscription): the attempt counter.
+        self._attempts: _BoundedMap = _BoundedMap(DELIVERY_CACHE_SIZE)
+        # Order keys whose storefront-sent confirmation is already recorded.
+        self._storefront_confirmed: _BoundedMap = _BoundedMap(DELIVERY_CACHE_SIZE)
+        # ERP job location -> order key, for asynchronous submissions; and
+        # the http flows that poll such a job.
+        self._jobs: _BoundedMap = _BoundedMap(DELIVERY_CACHE_SIZE)
+        self._polls: _BoundedMap = _BoundedMap(DELIVERY_CACHE_SIZE)
+        self._pings: _BoundedMap = _BoundedMap(DELIVERY_CACHE_SIZE)
 
     def __call__(self, observation: Observation) -> dict[str, Any] | None:
         handler = getattr(self, "_on_" + observation.kind.replace(".", "_"))
         return handler(observation)
 
     def _on_webhook(self, obs: Observation) -> dict[str, Any]:
-        key, _, reason = self._key_from_body(obs)
+        preset = _storefront(obs.route)
+        ping = _woocommerce_ping(obs) if preset.form_ping else None
+        if ping is not None:
+            self._remember(obs.http_flow_id, None)
+            self._pings[obs.http_flow_id] = ping
+            return self._row(obs, None, obs.route.flow, EventKind.WEBHOOK_PING,
+                             detail={"path": obs.path, "webhook_id": ping,
+                                     "route": obs.route.name})
+
+        key, document, reason = self._key_from_body(obs)
         self._remember(obs.http_flow_id, key)
-        detail: dict[str, Any] = {"path": obs.path}
-        for name, candidates in DELIVERY_HEADERS.items():
-            detail[name] = next(
-                (value for candidate in candidates
-                 if (value := header_value(obs.headers, candidate)) is not None),
-                None,
-            )
+        detail = self._delivery_detail(obs, preset, document)
         if key is None:
             return self._uncorrelated(obs, reason, detail)
         return self._row(
             obs, key, obs.route.flow, EventKind.WEBHOOK_RECEIVED,
             digest=_sha256(obs.body or b""), detail=detail,
         )
+
+    def _delivery_detail(
+        self, obs: Observation, preset: StorefrontPreset, document: Any
+    ) -> dict[str, Any]:
+        """Describe one delivery: topic, event id, subscription, delivery id, attempt."""
+        detail: dict[str, Any] = {"path": obs.path}
+        _, topic = first_header(obs.headers, preset.topic_headers)
+        detail["topic"] = topic if topic is not None else key_text(_search(preset.topic_rule, document))
+
+        _, event_id = first_header(obs.headers, preset.event_id_headers)
+        event_id_source = "header"
+        if event_id is None:
+            event_id = key_text(_search(preset.event_id_rule, document))
+            event_id_source = "body"
+        if event_id is None and obs.body:
+            # NOTE: WooCommerce sends no event id, so an identical body counts
+            # as the same event; a payload rebuilt after the order changed
+            # counts as a new event.
+            event_id = "sha256:" + _sha256(obs.body)[:32]
+            event_id_source = "body digest"
+        detail["event_id"] = event_id
+        detail["event_id_source"] = event_id_source
+
+        _, detail["webhook_id"] = first_header(obs.headers, preset.webhook_id_headers)
+        _, detail["delivery_id"] = first_header(obs.headers, preset.delivery_id_headers)
+        alternate = key_text(_search(preset.alternate_id_rule, document))
+        if alternate is not None:
+            detail["alternate_id"] = alternate
+
+        # One subscription's retries share the event id; fan-out to several
+        # subscriptions repeats it with another webhook id or path.
+        _, attempt = first_header(obs.headers, preset.attempt_headers)
+        if attempt is not None and attempt.isdigit():
+            detail["attempt"], detail["attempt_source"] = int(attempt), "header"
+        elif event_id is not None:
+            subscription = detail["webhook_id"] or obs.path
+            counted = self._attempts.get((event_id, subscription), 0) + 1
+            self._attempts[(event_id, subscription)] = counted
+            detail["attempt"], detail["attempt_source"] = counted, "counted"
+        else:
+            detail["attempt"], detail["attempt_source"] = None, "unknown"
+        if preset.create_topics and detail["topic"] is not None:
+            detail["creates_order"] = detail["topic"] in preset.create_topics
+        return detail
+
+    def _on_webhook_confirmation(self, obs: Observation) -> dict[str, Any] | None:
+        """Record the confirmation a storefront sends itself, timed from the webhook.
+
+        The webhook's time is wall clock; the row's `mono_ns` is moved back by
+        the same amount from this observation's own (mono_ns, wall_s) pair, so
+        the comparator can order it with the proxy's other events.
+        """
+        preset = _storefront(obs.route)
+        source = obs.route.legacy_confirmation_from
+        if source is None:
+            return None
+        key, document, _ = self._key_from_body(obs)
+        if key is None:
+            return None  # the webhook itself was recorded as uncorrelated
+        _, topic = first_header(obs.headers, preset.topic_headers)
+        if topic is None:
+            topic = key_text(_search(preset.topic_rule, document))
+        if preset.create_topics and topic not in preset.create_topics:
+            return None
+        if key in self._storefront_confirmed:
+            return None  # a retry or fan-out of the same order's creation
+
+        if source == "triggered_at":
+            source_name, raw = first_header(obs.headers, preset.triggered_at_headers)
+            source_name = f"{source_name} header" if source_name else "trigger-time header"
+        else:
+            raw = _search(preset.created_at_rule, document)
+            source_name = f"body {preset.created_at_rule}"
+        sent_at = parse_time(raw)
+        if sent_at is None:
+            return self._uncorrelated(obs, f"storefront-sent confirmation not recorded: "
+                                           f"no usable time in {source_name}",
+                                      {"path": obs.path, "confirmation_from": source})
+
+        self._storefront_confirmed[key] = True
+        lag_ns = round((obs.wall_s - sent_at) * 1e9)
+        row = self._row(obs, key, Flow.LEGACY, EventKind.CONFIRMATION_SENT, detail={
+            "category": "storefront_confirmation",
+            "confirmation_from": source,
+            "source": source_name,
+            "lag_ms": round(lag_ns / 1e6, 3),
+        })
+        row["mono_ns"] = obs.mono_ns - lag_ns
+        row["wall_time"] = datetime.fromtimestamp(sent_at, UTC)
+        return row
 
     def _on_webhook_response(self, obs: Observation) -> dict[str, Any] | None:
         key = self._keys.get(obs.http_flow_id)
@@ -179,6 +388,8 @@ class EventBuilder:
         return self._mirror_row(obs, EventKind.MIRROR_SKIPPED)
 
     def _mirror_row(self, obs: Observation, kind: EventKind) -> dict[str, Any] | None:
+        if obs.http_flow_id in self._pings:
+            return None  # a ping carries no order, so its mirror result is no evidence
         if obs.http_flow_id in self._keys:
             key = self._keys[obs.http_flow_id]
         else:
@@ -192,15 +403,19 @@ class EventBuilder:
         return self._row(obs, key, mirror_flow, kind, digest=digest, detail=detail)
 
     def _on_erp_request(self, obs: Observation) -> dict[str, Any] | None:
-        if obs.method.upper() not in obs.route.submit_methods:
+        preset = _erp(obs.route)
+        if not self._is_submission(obs, preset):
             self._remember(obs.http_flow_id, None)
+            job = self._job_for(obs.path, preset) if obs.method.upper() == "GET" else None
+            if job is not None:
+                self._polls[obs.http_flow_id] = job
             return None
 
         key = None
         if obs.route.path_key is not None:
             match = obs.route.path_key.search(obs.path)
             if match:
-                key = match.group(1)
+                key = key_text(match.group(1))
         key_from_body, document, reason = self._key_from_body(obs)
         key = key or key_from_body
         self._remember(obs.http_flow_id, key)
@@ -217,29 +432,93 @@ class EventBuilder:
         return self._row(obs, key, obs.route.flow, EventKind.ERP_SUBMITTED,
                          snapshot=snapshot, digest=digest, detail=detail)
 
+    def _is_submission(self, obs: Observation, preset: ErpPreset) -> bool:
+        if obs.method.upper() not in obs.route.submit_methods:
+            return False
+        if preset.not_submission_header is not None:
+            name, value = preset.not_submission_header
+            if (header_value(obs.headers, name) or "").strip().lower() == value:
+                return False
+        if preset.submit_path is not None:
+            return re.search(preset.submit_path, obs.path) is not None
+        return True
+
+    def _job_for(self, path: str, preset: ErpPreset) -> str | None:
+        """Return the known asynchronous job that `path` polls, if any."""
+        if preset.job_path is None:
+            return None
+        start = path.find(preset.job_path)
+        if start < 0:
+            return None
+        job_id = re.split(r"[/?]", path[start + len(preset.job_path):], maxsplit=1)[0]
+        job = path[:start] + preset.job_path + job_id
+        return job if job in self._jobs else None
+
     def _on_erp_response(self, obs: Observation) -> dict[str, Any] | None:
+        preset = _erp(obs.route)
+        job = self._polls.pop(obs.http_flow_id, None)
+        if job is not None:
+            return self._job_status_row(obs, job)
         key = self._keys.get(obs.http_flow_id)
         if key is None:
             return None  # not a submission, or its request was uncorrelated
+
         status = obs.status or 0
         detail: dict[str, Any] = {}
         location = header_value(obs.response_headers, "location")
         if location:
             detail["location"] = location
-        encoding = header_value(obs.response_headers, "content-encoding") or ""
-        error_code = _netsuite_error_code(obs.body, encoding) if status >= 400 else None
+        document = self._response_document(obs)
+        error_code = key_text(_search(preset.error_code_rule, document)) if status >= 400 else None
         if error_code:
             detail["error_code"] = error_code
 
-        if 200 <= status < 300:
+        if status in preset.queued_statuses and 200 <= status < 300:
+            kind = EventKind.ERP_QUEUED
+            if location:
+                self._jobs[_path_of(location)] = key
+        elif 200 <= status < 300:
             kind = EventKind.ERP_ACKED
-        elif status == 429 or error_code in NETSUITE_THROTTLE_CODES:
+            erp_id = key_text(_search(preset.ack_id_rule, document))
+            if erp_id is not None:
+                detail["erp_id"] = erp_id
+        elif status in preset.throttle_statuses or error_code in preset.throttle_codes:
             kind = EventKind.ERP_THROTTLED
         elif 400 <= status < 500:
             kind = EventKind.ERP_REJECTED
         else:
             kind = EventKind.ERP_FAILED
         return self._row(obs, key, obs.route.flow, kind, detail=detail or None)
+
+    def _job_status_row(self, obs: Observation, job: str) -> dict[str, Any] | None:
+        """Turn a poll of an asynchronous ERP job into its outcome, once per job.
+
+        NetSuite's job and task resources carry `completed` and `progress`
+        ("pending", "succeeded", "failed"); only a finished job is an outcome.
+        """
+        key = self._jobs.get(job)
+        document = self._response_document(obs)
+        if key is None or not isinstance(document, dict) or document.get("completed") is not True:
+            return None
+        progress = document.get("progress")
+        if progress == "succeeded":
+            kind = EventKind.ERP_ACKED
+        elif progress == "failed":
+            kind = EventKind.ERP_REJECTED
+        else:
+            return None
+        del self._jobs[job]
+        return self._row(obs, key, obs.route.flow, kind,
+                         detail={"job": job, "progress": progress})
+
+    def _response_document(self, obs: Observation) -> Any:
+        if not obs.body:
+            return None
+        encoding = header_value(obs.response_headers, "content-encoding") or ""
+        try:
+            return json.loads(decode_body(obs.body, encoding))
+        except ValueError:
+            return None
 
     def _on_erp_error(self, obs: Observation) -> dict[str, Any] | None:
         key = self._keys.get(obs.http_flow_id)
@@ -249,7 +528,9 @@ class EventBuilder:
                          detail={"reason": obs.reason})
 
     def _on_email(self, obs: Observation) -> dict[str, Any]:
+        preset = _email(obs.route)
         key, document, reason = self._key_from_body(obs)
+        self._remember(obs.http_flow_id, key)
         detail: dict[str, Any] = {"path": obs.path}
         if key is None:
             return self._uncorrelated(obs, reason, detail)
@@ -266,10 +547,33 @@ class EventBuilder:
         else:
             kind = EventKind.EMAIL_OTHER
 
-        snapshot = json.dumps(self._redactor.redact(_email_snapshot(document)), sort_keys=True,
-                              separators=(",", ":"), ensure_ascii=False)
+        snapshot = json.dumps(self._redactor.redact(_email_snapshot(document, preset)),
+                              sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return self._row(obs, key, obs.route.flow, kind, snapshot=snapshot,
                          digest=_sha256(snapshot.encode("utf-8")), detail=detail)
+
+    def _on_email_response(self, obs: Observation) -> dict[str, Any] | None:
+        """Record an email call the service did not accept; accepted ones add nothing."""
+        preset = _email(obs.route)
+        key = self._keys.get(obs.http_flow_id)
+        if key is None:
+            return None
+        status = obs.status or 0
+        document = self._response_document(obs)
+        error_code = _search(preset.error_code_rule, document)
+        accepted = status in preset.accepted_statuses and (
+            preset.error_code_rule is None or error_code == preset.error_code_ok
+        )
+        if accepted:
+            return None
+        detail: dict[str, Any] = {"status": status}
+        if error_code is not None:
+            detail["error_code"] = error_code
+        return self._row(obs, key, obs.route.flow, EventKind.EMAIL_FAILED, detail=detail)
+
+    def order_key(self, obs: Observation) -> str | None:
+        """Return the order key the body of `obs` carries, by its route's rule."""
+        return self._key_from_body(obs)[0]
 
     def _key_from_body(self, obs: Observation) -> tuple[str | None, Any, str]:
         """Return (order key, parsed body, reason when there is no key)."""
@@ -331,21 +635,24 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _netsuite_error_code(body: bytes | None, content_encoding: str) -> str | None:
-    """Return the first `o:errorCode` of a NetSuite error body, if any."""
-    if not body:
-        return None
-    try:
-        document = json.loads(decode_body(body, content_encoding))
-        return str(document["o:errorDetails"][0]["o:errorCode"])
-    except (ValueError, KeyError, IndexError, TypeError):
-        return None
+def _path_of(location: str) -> str:
+    """Return the path of a `Location` value, which may be absolute or relative."""
+    if "://" in location:
+        location = "/" + location.split("://", 1)[1].partition("/")[2]
+    return location.rstrip("/")
 
 
-def _email_snapshot(document: Any) -> Any:
+def _woocommerce_ping(obs: Observation) -> str | None:
+    """Return the webhook id of a WooCommerce ping (form body `webhook_id=N`), else None."""
+    content_type = (header_value(obs.headers, "content-type") or "").lower()
+    if not obs.body or "application/x-www-form-urlencoded" not in content_type:
+        return None
+    match = WOOCOMMERCE_PING.match(obs.body.strip())
+    return match.group(1).decode("ascii") if match else None
+
+
+def _email_snapshot(document: Any, preset: EmailPreset) -> Any:
     """Keep what a confirmation's comparison needs; free text is left out."""
     if not isinstance(document, dict):
         return document
-    kept = ("subject", "categories", "custom_args", "dynamic_template_data", "template_id",
-            "Metadata", "TemplateModel", "Tag")
-    return {name: document[name] for name in kept if name in document}
+    return {name: document[name] for name in preset.snapshot_fields if name in document}

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
@@ -41,11 +42,15 @@ SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 @dataclass(slots=True)
 class MirrorCopy:
     http_flow_id: str
+    # Base URL of the flow that gets the copy.
+    target: str
     method: str
     path: str
     # Raw header fields as received, in order, duplicates kept.
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
+    # Passed back untouched with the result (the proxy keeps its route here).
+    context: Any = None
 
 
 @dataclass(slots=True)
@@ -62,10 +67,7 @@ class MirrorResult:
 
 
 class Mirror:
-    def __init__(
-        self, target: str, spec: MirrorSpec, on_result: Callable[[MirrorResult], None]
-    ) -> None:
-        self._target = target.rstrip("/")
+    def __init__(self, spec: MirrorSpec, on_result: Callable[[MirrorResult], None]) -> None:
         self._spec = spec
         self._on_result = on_result
         self._queue: asyncio.Queue[MirrorCopy] | None = None
@@ -139,7 +141,7 @@ class Mirror:
         try:
             async with self._session.request(
                 copy.method,
-                self._target + copy.path,
+                copy.target.rstrip("/") + copy.path,
                 data=copy.body,
                 headers=headers,
                 skip_auto_headers=SKIP_AUTO_HEADERS,
@@ -158,7 +160,7 @@ class Mirror:
                          latency_ms=latency_ms, reason="" if status < 500 else f"HTTP {status}")
             return
 
-        log.warning("Can't mirror http flow %s to %s: %s", copy.http_flow_id, self._target, reason)
+        log.warning("Can't mirror http flow %s to %s: %s", copy.http_flow_id, copy.target, reason)
         self._report("mirror.failed", copy, started_ns, started_wall,
                      latency_ms=(time.monotonic_ns() - started_ns) / 1e6, reason=reason)
 

@@ -47,3 +47,44 @@ def test_redactor_hashes_nested_personal_objects():
 
 def test_redactors_with_different_keys_disagree():
     assert Redactor(b"a" * 32).hash_value("x") != Redactor(b"b" * 32).hash_value("x")
+
+
+def test_redactor_hashes_woocommerce_billing_and_shipping():
+    order = {"billing": {"first_name": "John", "address_1": "969 Market", "postcode": "94103",
+                         "phone": "(555) 555-5555", "city": "San Francisco"},
+             "shipping": {"name": "John Doe", "address_2": "Apt 4"},
+             "customer_ip_address": "203.0.113.9"}
+    text = json.dumps(Redactor(b"k" * 32).redact(order))
+    for personal in ("John", "969 Market", "94103", "555-5555", "Apt 4", "203.0.113.9"):
+        assert personal not in text
+    assert "San Francisco" in text
+
+
+def test_redactor_hashes_adobe_sap_and_business_central_names():
+    document = {
+        "customer_firstname": "Veronica", "customer_lastname": "Costello", "telephone": "5555",
+        "to_Partner": [{"FullName": "Jane Doe", "StreetName": "Main St", "PostalCode": "10001",
+                        "EmailAddress": "jane@example.com", "Customer": "10100001"}],
+        "shipToName": "Jane Doe", "sellToAddressLine1": "1 Main St", "billToPostCode": "10001",
+    }
+    redacted = Redactor(b"k" * 32).redact(document)
+    text = json.dumps(redacted)
+    for personal in ("Veronica", "Costello", "5555", "Jane Doe", "Main St", "10001"):
+        assert personal not in text
+    assert redacted["to_Partner"][0]["Customer"] == "10100001"
+
+
+def test_redactor_hashes_postmark_recipient_strings():
+    redacted = Redactor(b"k" * 32).redact({"To": "Jane Doe <jane@example.com>",
+                                          "Cc": "ops@example.com", "Subject": "Order 1001"})
+    assert redacted["To"].startswith(HASH_PREFIX)
+    assert "Jane" not in json.dumps(redacted)
+    assert redacted["Subject"] == "Order 1001"
+
+
+def test_redactor_hashes_klaviyo_profile():
+    event = {"profile": {"data": {"attributes": {"first_name": "Sarah", "phone_number": "+15005550006",
+                                                 "location": {"address1": "89 E 42nd St"}}}}}
+    text = json.dumps(Redactor(b"k" * 32).redact(event))
+    for personal in ("Sarah", "+15005550006", "89 E 42nd St"):
+        assert personal not in text

@@ -74,3 +74,61 @@ def test_config_names_the_file_on_syntax_error(tmp_path):
     path.write_text("[[route]\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"Invalid shadow configuration .*broken\.toml"):
         load_config(path)
+
+
+def test_config_preset_sets_defaults():
+    erp = {"name": "erp", "role": "erp", "listen": 18201, "upstream": "http://127.0.0.1:1",
+           "preset": "sap_s4hana"}
+    email = {"name": "email", "role": "email", "listen": 18202, "upstream": "http://127.0.0.1:2",
+             "preset": "postmark"}
+    _, erp_route, email_route = parse_config({"route": [INGRESS, erp, email]}).routes
+
+    assert erp_route.key_rule_text == "PurchaseOrderByCustomer"
+    assert erp_route.submit_methods == ("POST",)
+    assert erp_route.path_key is None
+    assert email_route.email_kinds.rule.search({"Tag": "order_confirmation"}) == "order_confirmation"
+
+
+def test_config_route_settings_override_preset():
+    email = {"name": "email", "role": "email", "listen": 18202, "upstream": "http://127.0.0.1:2",
+             "preset": "postmark", "key": "Metadata.shop_order", "kind": "MessageStream",
+             "confirmation": ["outbound"]}
+    _, email_route = parse_config({"route": [INGRESS, email]}).routes
+    assert email_route.key_rule_text == "Metadata.shop_order"
+    assert email_route.email_kinds.rule.search({"MessageStream": "outbound"}) == "outbound"
+    assert email_route.email_kinds.confirmation == frozenset({"outbound"})
+    assert email_route.preset.name == "postmark"
+
+
+def test_config_default_presets():
+    erp = {"name": "erp", "role": "erp", "listen": 18201, "upstream": "http://127.0.0.1:1"}
+    ingress, erp_route = parse_config({"route": [INGRESS, erp]}).routes
+    assert ingress.preset.name == "shopify"
+    assert erp_route.preset.name == "netsuite"
+    assert erp_route.path_key.pattern == r"/eid:([^/?]+)"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param({"preset": "magento"}, "unknown preset 'magento' for role ingress. "
+                     "Use one of shopify, bigcommerce, woocommerce, adobe_commerce", id="unknown"),
+        pytest.param({"preset": "netsuite"}, "unknown preset 'netsuite' for role ingress",
+                     id="wrong-role"),
+        pytest.param({"legacy_confirmation_from": "order_time"},
+                     "legacy_confirmation_from must be one of triggered_at, created_at",
+                     id="bad-source"),
+        pytest.param({"preset": "woocommerce", "legacy_confirmation_from": "triggered_at"},
+                     "preset 'woocommerce' sends no trigger-time header", id="no-header"),
+    ],
+)
+def test_config_rejects_bad_preset(change, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"route": [{**INGRESS, **change}]})
+
+
+def test_config_legacy_confirmation_only_on_ingress():
+    erp = {"name": "erp", "role": "erp", "listen": 18201, "upstream": "http://127.0.0.1:1",
+           "legacy_confirmation_from": "created_at"}
+    with pytest.raises(ConfigError, match="legacy_confirmation_from is only valid on the ingress"):
+        parse_config({"route": [INGRESS, erp]})

@@ -9,7 +9,7 @@ import pytest
 
 from cutover.privacy import Redactor
 from shadow.config import parse_config
-from shadow.events import EventBuilder, Observation, ObservationKind
+from shadow.events import EventBuilder, Observation, ObservationKind, parse_time
 
 CONFIG = parse_config({"route": [
     {"name": "ingress", "role": "ingress", "listen": 1001, "upstream": "http://127.0.0.1:1",
@@ -103,3 +103,47 @@ def test_email_kind_from_category(category, kind):
     assert row["kind"] == kind
     assert "Jane" not in row["snapshot"]
     assert "j@example.com" not in row["snapshot"]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        pytest.param("2024-05-01T10:00:00.250000000Z", 1714557600.25, id="shopify-nanoseconds"),
+        pytest.param("2024-05-01T06:00:00-04:00", 1714557600.0, id="offset"),
+        pytest.param("2024-05-01 10:00:00", 1714557600.0, id="no-offset-is-utc"),
+        pytest.param("1714557600", 1714557600.0, id="unix-text"),
+        pytest.param(1714557600, 1714557600.0, id="unix-int"),
+        pytest.param("yesterday", None, id="not-a-time"),
+    ],
+)
+def test_parse_time_formats(text, seconds):
+    assert parse_time(text) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_attempt_counter_forgets_oldest_events():
+    builder = EventBuilder()
+    builder._attempts.limit = 2
+    for event_id in ("e-1", "e-2", "e-3", "e-1"):
+        row = builder(_observe(ObservationKind.WEBHOOK, INGRESS, body=b'{"id": 5}',
+                               headers=((b"X-Shopify-Event-Id", event_id.encode()),)))
+    assert len(builder._attempts) == 2
+    assert json.loads(row["detail"])["attempt"] == 1
+
+
+def test_email_error_status_is_recorded():
+    builder = EventBuilder()
+    body = json.dumps({"categories": ["order_confirmation"], "custom_args": {"order_id": "9"}}).encode()
+    builder(_observe(ObservationKind.EMAIL, EMAIL, body=body))
+    row = builder(_observe(ObservationKind.EMAIL_RESPONSE, EMAIL, status=400,
+                           body=b'{"errors":[{"message":"Invalid from email address"}]}'))
+    assert row["kind"] == "email.failed"
+    assert json.loads(row["detail"])["status"] == 400
+
+
+def test_webhook_without_preset_ignores_other_platforms_headers():
+    row = EventBuilder()(_observe(ObservationKind.WEBHOOK, INGRESS, body=b'{"id": 5}',
+                                  headers=((b"X-WC-Webhook-Delivery-ID", b"378"),
+                                           (b"X-WC-Webhook-Signature", b"c2VjcmV0"))))
+    detail = json.loads(row["detail"])
+    assert detail["delivery_id"] is None
+    assert "c2VjcmV0" not in row["detail"]
