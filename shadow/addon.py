@@ -255,15 +255,25 @@ class Shadow:
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         route = self._route(flow)
-        if route is None or route.role != "ingress" or flow.is_replay or self.config is None:
+        if route is None or flow.is_replay or self.config is None:
             return
+        if route.role != "ingress":
+            if route.host_header:
+                flow.request.host_header = route.host_header
+            return
+
         plan = self.plan
         flow.metadata[PLAN] = plan
-        if plan.primary_url != route.upstream:
+        swapped = plan.primary_url != route.upstream
+        if swapped:
             scheme, host, port = plan.primary_address
             flow.request.scheme, flow.request.host, flow.request.port = scheme, host, port
             if not ctx.options.keep_host_header:
                 flow.request.host_header = f"{host}:{port}"
+        # The legacy flow is `upstream` and the candidate `mirror_to`, whichever answers.
+        configured = route.mirror_host_header if swapped else route.host_header
+        if configured:
+            flow.request.host_header = configured
 
         # mitmproxy has already chosen to stream a body above
         # stream_large_bodies when its length is known. A chunked body of
@@ -348,9 +358,13 @@ class Shadow:
         if not self._sampled(observation):
             self.writer.count("mirror.not_sampled")
             return
+        ingress = self._ingress()
+        legacy_gets_copy = plan.mirror_url == ingress.upstream
+        mirror_host = ingress.host_header if legacy_gets_copy else ingress.mirror_host_header
         copy = MirrorCopy(
             http_flow_id=flow.id,
             target=plan.mirror_url,
+            host_header=mirror_host,
             context=route,
             method=flow.request.method,
             path=flow.request.path,

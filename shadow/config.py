@@ -97,6 +97,10 @@ class RouteSpec:
     # "triggered_at" header or "created_at" body time, for storefronts that
     # send the confirmation themselves.
     legacy_confirmation_from: str | None = None
+    # Host header sent to `upstream`, and on the ingress to `mirror_to`;
+    # None sends the upstream's own host and port.
+    host_header: str | None = None
+    mirror_host_header: str | None = None
 
     @property
     def mode_spec(self) -> str:
@@ -252,8 +256,11 @@ def _parse_route(item: Any, index: int, source: str) -> RouteSpec:
     mirror_to = None
     if role == "ingress":
         mirror_to = _parse_url(item.get("mirror_to"), "mirror_to", where)
-    elif "mirror_to" in item:
-        raise ConfigError(f"{where}: mirror_to is only valid on the ingress route.")
+    elif "mirror_to" in item or "mirror_host_header" in item:
+        raise ConfigError(f"{where}: mirror_to and mirror_host_header are only valid on the "
+                          "ingress route.")
+    host_header = _host_header(item, "host_header", where)
+    mirror_host_header = _host_header(item, "mirror_host_header", where)
 
     quarantine = item.get("quarantine", False)
     if not isinstance(quarantine, bool):
@@ -289,7 +296,21 @@ def _parse_route(item: Any, index: int, source: str) -> RouteSpec:
         email_kinds=email_kinds,
         preset=preset,
         legacy_confirmation_from=legacy_confirmation_from,
+        host_header=host_header,
+        mirror_host_header=mirror_host_header,
     )
+
+
+def _host_header(item: dict[str, Any], option: str, where: str) -> str | None:
+    value = item.get(option)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or any(c in value for c in " \r\n/"):
+        raise ConfigError(
+            f"{where}: {option} must be a host name with an optional port, such as "
+            f"'shop.example.com' or 'erp.internal:8443', but got {value!r}"
+        )
+    return value
 
 
 def _parse_preset(item: dict[str, Any], role: str, where: str) -> Preset:

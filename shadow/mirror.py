@@ -51,6 +51,8 @@ class MirrorCopy:
     body: bytes
     # Passed back untouched with the result (the proxy keeps its route here).
     context: Any = None
+    # Host header for the copy; None sends the target's host and port.
+    host_header: str | None = None
 
 
 @dataclass(slots=True)
@@ -136,6 +138,8 @@ class Mirror:
             for name, value in copy.headers
             if name.decode("latin-1").lower() not in HOP_BY_HOP
         )
+        if copy.host_header:
+            headers["Host"] = copy.host_header
         started_ns = time.monotonic_ns()
         started_wall = time.time()
         try:

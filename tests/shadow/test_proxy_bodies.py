@@ -169,3 +169,75 @@ def test_capture_writes_ingress_flows_readable_by_mitmproxy(tmp_path):
     assert [flow.request.raw_content for flow in flows] == [small, large]
     assert [flow.response.status_code for flow in flows] == [200, 200]
     assert "capturing ingress traffic, unredacted" in proxy.log_text()
+
+
+def test_host_headers_are_configurable(tmp_path):
+    _, body, _ = _signed_order()
+    legacy, candidate = RecordingSink(), RecordingSink()
+    with SinkServer(legacy, candidate):
+        route = {**_ingress(legacy, f"http://127.0.0.1:{candidate.port}"),
+                 "host_header": "legacy.internal", "mirror_host_header": "candidate.internal:8443"}
+        with ProxyUnderTest(tmp_path, [route]) as proxy:
+            asyncio.run(_post(proxy.url("ingress", "/hook"), body, {"Content-Type": "application/json"}))
+            _wait_for(candidate, 1)
+
+    assert dict(legacy.received[0].headers)["Host"] == "legacy.internal"
+    assert dict(candidate.received[0].headers)["Host"] == "candidate.internal:8443"
+
+
+def test_keep_alive_and_expect_continue(tmp_path):
+    """Many webhooks on one connection, each with Expect: 100-continue, as curl sends them."""
+    import subprocess
+
+    _, body, _ = _signed_order(padding=4096)
+    legacy, candidate = RecordingSink(), RecordingSink()
+    body_file = tmp_path / "body.json"
+    body_file.write_bytes(body)
+    with SinkServer(legacy, candidate):
+        with ProxyUnderTest(tmp_path, [_ingress(legacy, f"http://127.0.0.1:{candidate.port}")]) as proxy:
+            url = proxy.url("ingress", "/hook")
+            # One curl process reuses its connection for every request it is
+            # given; options after --next start afresh for the next request.
+            request = ["--http1.1", "-H", "Expect: 100-continue",
+                       "-H", "Content-Type: application/json",
+                       "-w", "%{http_code} %{num_connects}\\n", "-o", "/dev/null",
+                       "--data-binary", f"@{body_file}", url]
+            command = ["curl", "--silent", "--show-error", *request]
+            for _ in range(4):
+                command += ["--next", *request]
+            output = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                                    check=True).stdout
+            _wait_for(candidate, 5)
+
+    lines = output.split()
+    assert lines[0::2] == ["200"] * 5
+    # Only the first request opened a connection.
+    assert lines[1::2] == ["1", "0", "0", "0", "0"]
+    assert [item.body for item in legacy.received] == [body] * 5
+    assert [item.body for item in candidate.received] == [body] * 5
+
+
+def test_http2_client_gets_legacy_answer_and_mirror(tmp_path):
+    """A storefront speaking HTTP/2 over TLS to the proxy; the flows get HTTP/1.1."""
+    import subprocess
+
+    key, body, _ = _signed_order()
+    legacy, candidate = RecordingSink(status=200), RecordingSink()
+    body_file = tmp_path / "body.json"
+    body_file.write_bytes(body)
+    with SinkServer(legacy, candidate):
+        with ProxyUnderTest(tmp_path, [_ingress(legacy, f"http://127.0.0.1:{candidate.port}")]) as proxy:
+            url = proxy.url("ingress", "/hook").replace("http://", "https://")
+            # --insecure: the proxy presents a certificate of mitmproxy's own CA.
+            output = subprocess.run(
+                ["curl", "--silent", "--show-error", "--insecure", "--http2",
+                 "-H", "Content-Type: application/json", "--data-binary", f"@{body_file}",
+                 "-w", "%{http_code} %{http_version}", "-o", "/dev/null", url],
+                capture_output=True, text=True, timeout=60, check=True,
+            ).stdout
+            _wait_for(candidate, 1)
+
+    assert output == "200 2"
+    assert legacy.received[0].body == body
+    assert candidate.received[0].body == body
+    assert ("mirror.sent", key) in {(event.kind, event.order_key) for event in proxy.events()}

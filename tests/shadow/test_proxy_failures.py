@@ -1,0 +1,75 @@
+"""The storefront keeps getting the legacy answer when recording fails."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+
+import aiohttp
+
+from cutover.ledger import load_counters, open_ledger
+from tests.shadow.harness import ProxyUnderTest, RecordingSink, SinkServer
+
+
+async def _post_many(url: str, first: int, count: int) -> list[int]:
+    statuses = []
+    async with aiohttp.ClientSession() as session:
+        for number in range(first, first + count):
+            body = json.dumps({"id": 10**18 + number}).encode()
+            async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as answer:
+                await answer.read()
+                statuses.append(answer.status)
+    return statuses
+
+
+def _ingress(legacy: RecordingSink, candidate: RecordingSink, **extra) -> dict:
+    return {"name": "ingress", "role": "ingress", "upstream": f"http://127.0.0.1:{legacy.port}",
+            "mirror_to": f"http://127.0.0.1:{candidate.port}", **extra}
+
+
+def test_ledger_away_mid_run_loses_nothing(tmp_path):
+    legacy, candidate = RecordingSink(), RecordingSink()
+    with SinkServer(legacy, candidate):
+        with ProxyUnderTest(tmp_path, [_ingress(legacy, candidate)]) as proxy:
+            url = proxy.url("ingress", "/hook")
+            before = asyncio.run(_post_many(url, 0, 20))
+            time.sleep(0.5)  # the writer flushes every 0.2 s
+
+            # Take the events table away, as a ledger that is unreachable looks
+            # to the writer, then bring it back.
+            database = sqlite3.connect(tmp_path / "ledger.sqlite")
+            database.execute("ALTER TABLE events RENAME TO events_away")
+            database.commit()
+            during = asyncio.run(_post_many(url, 20, 30))
+            time.sleep(1.0)
+            database.execute("ALTER TABLE events_away RENAME TO events")
+            database.commit()
+            database.close()
+            after = asyncio.run(_post_many(url, 50, 20))
+        log = proxy.log_text()
+
+    assert before + during + after == [200] * 70
+    assert len(legacy.received) == 70
+    received = {event.order_key for event in proxy.events() if event.kind == "webhook.received"}
+    assert len(received) == 70
+    assert "Can't write to the ledger" in log
+    assert "Ledger reachable again" in log
+    assert "ledger.lost" not in load_counters(open_ledger(proxy.ledger_url), proxy.run_id)
+
+
+def test_key_rule_that_raises_records_uncorrelated(tmp_path):
+    legacy, candidate = RecordingSink(), RecordingSink()
+    with SinkServer(legacy, candidate):
+        # length() of a number raises a JMESPath type error on every webhook.
+        route = _ingress(legacy, candidate, key="length(id)")
+        with ProxyUnderTest(tmp_path, [route]) as proxy:
+            statuses = asyncio.run(_post_many(proxy.url("ingress", "/hook"), 0, 5))
+
+    assert statuses == [200] * 5
+    assert len(legacy.received) == 5
+    uncorrelated = [event for event in proxy.events() if event.kind == "uncorrelated"]
+    reasons = {json.loads(event.detail)["reason"] for event in uncorrelated}
+    assert len([e for e in uncorrelated if json.loads(e.detail).get("path") == "/hook"]) == 5
+    assert any("key rule 'length(id)' failed" in reason for reason in reasons)
