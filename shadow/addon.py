@@ -27,14 +27,7 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
-from cutover.ledger import (
-    LedgerError,
-    LedgerWriter,
-    ledger_url_for,
-    open_ledger,
-    safe_url,
-    start_run,
-)
+from cutover.ledger import ledger_url_for, safe_url
 from cutover.privacy import Redactor
 from cutover.run_ids import new_run_id
 from shadow.capture import CaptureWriter
@@ -44,6 +37,7 @@ from shadow.metrics import LiveFigures
 from shadow.mirror import Mirror, MirrorCopy, MirrorResult
 from shadow.modes import IngressPlan, plan_for, read_mode
 from shadow.presets import quarantine_response
+from shadow.recorder import Recorder
 from shadow.sampling import in_sample
 from shadow.tee import BodyTee
 
@@ -76,7 +70,7 @@ class Shadow:
     def __init__(self) -> None:
         self.config: ShadowConfig | None = None
         self.run_id = ""
-        self.writer: LedgerWriter | None = None
+        self.recorder: Recorder | None = None
         self.mirror: Mirror | None = None
         self.plan: IngressPlan | None = None
         self.builder: EventBuilder | None = None
@@ -138,7 +132,7 @@ class Shadow:
                 "cutover_config is empty: set it to the shadow configuration file, "
                 "for example --set cutover_config=cutover.toml"
             )
-        if self.writer is not None:
+        if self.recorder is not None:
             raise exceptions.OptionsError("The cutover options can't change while the proxy runs.")
         try:
             config = load_config(Path(ctx.options.cutover_config))
@@ -162,20 +156,12 @@ class Shadow:
             url = ledger_url_for(folder)
         instance_id = ctx.options.cutover_instance or config.instance_id
 
-        try:
-            engine = open_ledger(url)
-            start_run(engine, self.run_id, "shadow", {"routes": [r.name for r in config.routes]})
-        except LedgerError as exc:
-            # Without a ledger at start there is nothing to record into: refuse
-            # to start rather than let traffic pass unrecorded.
-            log.error("%s", exc)
-            ctx.master.shutdown()
-            return
-
         builder = self.builder = EventBuilder(Redactor())
         sample = config.mirror.sample
-        self.figures = LiveFigures(queue_depth=lambda: self.mirror.queued if self.mirror else 0,
-                                   ledger_lag=lambda: self.writer.backlog() if self.writer else 0)
+        self.figures = LiveFigures(
+            queue_depth=lambda: self.mirror.queued if self.mirror else 0,
+            ledger_lag=lambda: self.recorder.backlog() if self.recorder else 0,
+        )
 
         def build_and_count(observation: Observation) -> dict | None:
             row = builder(observation)
@@ -185,9 +171,12 @@ class Shadow:
             self.figures.observe(row)
             return row
 
-        self.writer = LedgerWriter(engine, run_id=self.run_id, instance_id=instance_id,
-                                   transform=build_and_count)
-        self.writer.start()
+        # The ledger may be unreachable now: the recorder keeps trying while
+        # the proxy forwards, because the storefront must not wait for it.
+        self.recorder = Recorder(url, run_id=self.run_id, instance_id=instance_id,
+                                 run_settings={"routes": [r.name for r in config.routes]},
+                                 transform=build_and_count)
+        self.recorder.start()
         self.mirror = Mirror(config.mirror, self._on_mirror_result)
         self.mirror.start()
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload_mode)
@@ -216,9 +205,9 @@ class Shadow:
         interval_s = 1.0 if on_terminal else 30.0
         while True:
             await asyncio.sleep(interval_s)
-            if self.figures is None or self.writer is None or self.mirror is None:
+            if self.figures is None or self.recorder is None or self.mirror is None:
                 continue
-            line = self.figures.status_line(self.writer.backlog(), self.mirror.queued)
+            line = self.figures.status_line(self.recorder.backlog(), self.mirror.queued)
             if on_terminal:
                 sys.stderr.write("\r\x1b[2K" + line)
                 sys.stderr.flush()
@@ -234,12 +223,12 @@ class Shadow:
             await self.mirror.close()
         if self.capture is not None:
             self.capture.close()
-            if self.capture.lost and self.writer is not None:
-                self.writer.count("capture.lost", self.capture.lost)
-        if self.writer is not None:
-            self.writer.close()
+            if self.capture.lost and self.recorder is not None:
+                self.recorder.count("capture.lost", self.capture.lost)
+        if self.recorder is not None:
+            self.recorder.close()
             log.warning("cutover shadow stopped: run %s, %d events written, counters %s",
-                        self.run_id, self.writer.written, self.writer.counters())
+                        self.run_id, self.recorder.written, self.recorder.counters())
 
     def reload_mode(self) -> None:
         """Apply the configuration file's mode; webhooks already under way keep theirs."""
@@ -342,21 +331,21 @@ class Shadow:
         self.capture.add(flow, body=tee.body if tee is not None else None)
 
     def _on_webhook(self, flow: http.HTTPFlow, plan: IngressPlan) -> None:
-        assert self.mirror is not None and self.writer is not None and self.config is not None
+        assert self.mirror is not None and self.recorder is not None and self.config is not None
         route = plan.route
         body = flow.request.raw_content
         tee: BodyTee | None = flow.metadata.get(TEE)
         if body is None and tee is not None:
             body = tee.body
         observation = self._observe(ObservationKind.WEBHOOK, flow, route, body=body)
-        self.writer.count("webhooks.seen")
+        self.recorder.count("webhooks.seen")
         if route.legacy_confirmation_from:
             self._observe(ObservationKind.WEBHOOK_CONFIRMATION, flow, route, body=body)
 
         if plan.mirror_url is None:
             return
         if not self._sampled(observation):
-            self.writer.count("mirror.not_sampled")
+            self.recorder.count("mirror.not_sampled")
             return
         ingress = self._ingress()
         legacy_gets_copy = plan.mirror_url == ingress.upstream
@@ -388,9 +377,9 @@ class Shadow:
         flow.response = http.Response.make(status, body, headers)
 
     def _on_mirror_result(self, result: MirrorResult) -> None:
-        assert self.writer is not None and self.config is not None
-        self.writer.count(result.kind)
-        self.writer.put(Observation(
+        assert self.recorder is not None and self.config is not None
+        self.recorder.count(result.kind)
+        self.recorder.put(Observation(
             kind=result.kind, route=result.copy.context, http_flow_id=result.copy.http_flow_id,
             mono_ns=result.mono_ns, wall_s=result.wall_s, method=result.copy.method,
             path=result.copy.path, body=result.copy.body, headers=result.copy.headers,
@@ -400,14 +389,14 @@ class Shadow:
     def _observe(
         self, kind: str, flow: http.HTTPFlow, route: RouteSpec, **fields
     ) -> Observation | None:
-        if self.writer is None:
+        if self.recorder is None:
             return None
         fields.setdefault("headers", flow.request.headers.fields)
         observation = Observation(
             kind=kind, route=route, http_flow_id=flow.id, mono_ns=time.monotonic_ns(),
             wall_s=time.time(), method=flow.request.method, path=flow.request.path, **fields,
         )
-        self.writer.put(observation)
+        self.recorder.put(observation)
         return observation
 
     def _route(self, flow: http.HTTPFlow) -> RouteSpec | None:

@@ -9,7 +9,7 @@ import time
 
 import aiohttp
 
-from cutover.ledger import load_counters, open_ledger
+from cutover.ledger import iter_events, load_counters, open_ledger
 from tests.shadow.harness import ProxyUnderTest, RecordingSink, SinkServer
 
 
@@ -73,3 +73,31 @@ def test_key_rule_that_raises_records_uncorrelated(tmp_path):
     reasons = {json.loads(event.detail)["reason"] for event in uncorrelated}
     assert len([e for e in uncorrelated if json.loads(e.detail).get("path") == "/hook"]) == 5
     assert any("key rule 'length(id)' failed" in reason for reason in reasons)
+
+
+def test_ledger_unreachable_at_start_forwards_and_records_later(tmp_path):
+    """The proxy starts on a ledger it can't open yet, forwards, and records once it can."""
+    blocked = tmp_path / "ledger-folder"
+    blocked.write_text("a file where the ledger's folder should be")
+    url = f"sqlite:///{blocked / 'ledger.sqlite'}"
+    legacy, candidate = RecordingSink(), RecordingSink()
+    with SinkServer(legacy, candidate):
+        proxy = ProxyUnderTest(tmp_path, [_ingress(legacy, candidate)], extra=[
+            "--set", f"cutover_ledger={url}"])
+        with proxy:
+            statuses = asyncio.run(_post_many(proxy.url("ingress", "/hook"), 0, 10))
+            blocked.unlink()
+            blocked.mkdir()
+            deadline = time.monotonic() + 20
+            while not (blocked / "ledger.sqlite").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)
+            more = asyncio.run(_post_many(proxy.url("ingress", "/hook"), 10, 5))
+        log = proxy.log_text()
+
+    assert statuses + more == [200] * 15
+    assert len(legacy.received) == 15
+    assert "forwarding continues" in log
+    engine = open_ledger(url)
+    received = {e.order_key for e in iter_events(engine, proxy.run_id) if e.kind == "webhook.received"}
+    assert len(received) == 15
