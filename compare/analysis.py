@@ -1,24 +1,37 @@
-"""Analyse a run: stream its orders, tally the figures, reach the verdict."""
+"""Analyse a run: stream its orders, tally the figures, reach the verdict.
+
+Everything is tallied order by order in bounded structures (HDR histograms,
+counters, a time series with widening buckets, at most `MAX_ORDER_ROWS`
+rows), so memory does not grow with the number of orders. The one
+exception is a storefront export given for reconciliation, whose keys are
+held in a set.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from compare.assess import OrderRow, assess_order
 from compare.classes import HANDLED_CLASSES, OPEN_GAP_CLASSES, OrderClass, gap_ms
+from compare.completeness import Reconciliation
 from compare.join import EvidenceTally, FlowSummary, OrderJoin, join_orders
-from compare.parity import Normalisation
-from compare.runs import ledger_url, load_run
-from compare.timing import GapRecorder, GapStats, LatencyRecorder, LatencyStats
+from compare.parity import Normalisation, field_pattern
+from compare.runs import ledger_url, load_run, order_timeline
+from compare.series import SeriesPoint, TimeSeries
+from compare.significance import RankComparison, compare_distributions
+from compare.timing import Distribution, GapRecorder, GapStats, LatencyRecorder, LatencyStats
 from compare.verdict import (
     MAX_EXAMPLES,
     Criteria,
     CriterionResult,
     Findings,
+    Status,
     Verdict,
     evaluate,
 )
@@ -26,11 +39,29 @@ from cutover.events import Flow
 from cutover.ledger import iter_events, load_counters
 
 __all__ = [
+    "STAGES",
     "Analysis",
+    "ChartData",
     "FlowFigures",
     "ParityExample",
+    "TimelineEntry",
     "analyze",
 ]
+
+# Latencies compared between the flows: from the webhook to each stage, and
+# the gap from the acknowledgement to the confirmation.
+STAGES = ("webhook_to_submission", "webhook_to_ack", "webhook_to_confirmation", "gap")
+
+_NOT_MEASURED = LatencyStats(0, None, None, None, None)
+
+# Orders with a finding whose events are kept for the HTML drill-down, the
+# most severe first. Each costs one indexed ledger query after the join.
+TIMELINE_ROWS = 200
+
+# Differing fields counted per run for noise calibration; beyond this the
+# rest are counted under one name.
+MAX_DIFFERENCE_FIELDS = 200
+OTHER_FIELDS = "(other fields)"
 
 # Order rows kept for display, the most severe first. The count of all
 # notable orders is kept regardless.
@@ -57,6 +88,7 @@ class FlowFigures:
     webhook_to_ack: LatencyStats
     webhook_to_confirmation: LatencyStats
     gap: GapStats
+    webhook_to_submission: LatencyStats = _NOT_MEASURED
 
     @property
     def open_gap_share(self) -> float | None:
@@ -70,6 +102,27 @@ class ParityExample:
 
     order_key: str
     difference: str
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One event of an order's timeline, in ms from the order's first event."""
+
+    at_ms: float
+    flow: str
+    kind: str
+    status: int | None
+
+
+@dataclass(frozen=True)
+class ChartData:
+    """Data of the HTML report's charts: distributions per flow and counts over time."""
+
+    gaps: dict[str, Distribution]
+    to_confirmation: dict[str, Distribution]
+    # Buckets from the first webhook with counts named "orders",
+    # "legacy_open" and "candidate_open".
+    over_time: list[SeriesPoint]
 
 
 @dataclass(frozen=True)
@@ -106,6 +159,28 @@ class Analysis:
     # Orders with a finding, the most severe first, at most MAX_ORDER_ROWS.
     notable_orders: list[OrderRow]
     notable_total: int
+    confirmation_parity: float | None = None
+    confirmation_pairs: int = 0
+    confirmation_differences: int = 0
+    confirmation_examples: list[ParityExample] = field(default_factory=list)
+    # Stage name (see STAGES) to the rank test of candidate against legacy.
+    timing_comparisons: dict[str, RankComparison | None] = field(default_factory=dict)
+    hours_covered: float | None = None
+    peak_orders_per_min: float | None = None
+    # Storefront orders by the flows they reached; None without an export.
+    reconciliation: dict[str, Any] | None = None
+    # ERP payload fields that differed, as ignore-rule patterns, with the
+    # number of orders; and those of them that matched noise paths.
+    difference_fields: dict[str, int] = field(default_factory=dict)
+    noise_fields: dict[str, int] = field(default_factory=dict)
+    noise_orders: int = 0
+    charts: ChartData | None = None
+    # Events of the first TIMELINE_ROWS notable orders, by order key.
+    timelines: dict[str, list[TimelineEntry]] = field(default_factory=dict)
+
+    @property
+    def marginal_criteria(self) -> list[CriterionResult]:
+        return [result for result in self.criteria_results if result.status == Status.MARGINAL]
 
     @property
     def exit_code(self) -> int:
@@ -125,6 +200,7 @@ class _FlowTally:
         self.flow = flow
         self.classes: Counter[OrderClass] = Counter()
         self.totals: Counter[str] = Counter()
+        self.to_submission = LatencyRecorder()
         self.to_ack = LatencyRecorder()
         self.to_confirmation = LatencyRecorder()
         self.gaps = GapRecorder()
@@ -140,6 +216,7 @@ class _FlowTally:
             duplicate_acks=int(summary.acks > 1),
             duplicate_confirmations=int(summary.confirmations > 1),
         )
+        self.to_submission.record(summary.received_ns, summary.submitted_ns)
         self.to_ack.record(summary.received_ns, summary.acked_ns)
         self.to_confirmation.record(summary.received_ns, summary.confirmed_ns)
 
@@ -167,7 +244,16 @@ class _FlowTally:
             webhook_to_ack=self.to_ack.stats(),
             webhook_to_confirmation=self.to_confirmation.stats(),
             gap=self.gaps.stats(),
+            webhook_to_submission=self.to_submission.stats(),
         )
+
+    def distributions(self) -> dict[str, Distribution]:
+        return {
+            "webhook_to_submission": self.to_submission.distribution(),
+            "webhook_to_ack": self.to_ack.distribution(),
+            "webhook_to_confirmation": self.to_confirmation.distribution(),
+            "gap": self.gaps.distribution(),
+        }
 
 
 @dataclass
@@ -181,14 +267,52 @@ class _RunTally:
     parity_examples: list[ParityExample] = field(default_factory=list)
     rows: list[OrderRow] = field(default_factory=list)
     notable_total: int = 0
+    criteria: Criteria = field(default_factory=Criteria)
+    confirmation_examples: list[ParityExample] = field(default_factory=list)
+    series: TimeSeries = field(default_factory=TimeSeries)
+    reconciliation: Reconciliation | None = None
+    difference_fields: Counter[str] = field(default_factory=Counter)
+    noise_fields: Counter[str] = field(default_factory=Counter)
+    noise_orders: int = 0
 
     def add(self, order: OrderJoin, row: OrderRow) -> None:
         self.orders += 1
         self.legacy.add(order.legacy, row.legacy)
         self.candidate.add(order.candidate, row.candidate)
         self._add_findings(row)
+        self._add_sla(order, row)
+        self._add_to_series(order, row)
+        if self.reconciliation is not None:
+            self.reconciliation.add(row.order_key, row.legacy, row.candidate)
         if row.severity is not None:
             self._keep_row(row)
+
+    def _add_sla(self, order: OrderJoin, row: OrderRow) -> None:
+        candidate = order.candidate
+        if not row.compared or candidate.received_ns is None or candidate.confirmed_ns is None:
+            return
+        self.findings.sla_measured += 1
+        elapsed_ms = (candidate.confirmed_ns - candidate.received_ns) / 1e6
+        if elapsed_ms > self.criteria.confirmation_sla_ms:
+            self.findings.sla_late.add(row.order_key)
+
+    def _add_to_series(self, order: OrderJoin, row: OrderRow) -> None:
+        # NOTE: orders timed by wall clock (recorded by several proxies) are
+        # left out, because their times are not on the monotonic clock of
+        # the other orders. Runs recorded only that way have no series, so
+        # hours covered and the burst cannot be measured.
+        if order.wall_clock:
+            return
+        received_ns = order.legacy.received_ns
+        if received_ns is None:
+            received_ns = order.candidate.received_ns
+        if received_ns is None:
+            return
+        self.series.add(received_ns, "orders")
+        if row.legacy in OPEN_GAP_CLASSES:
+            self.series.add(received_ns, "legacy_open")
+        if row.candidate in OPEN_GAP_CLASSES:
+            self.series.add(received_ns, "candidate_open")
 
     def _add_findings(self, row: OrderRow) -> None:
         findings = self.findings
@@ -202,18 +326,47 @@ class _RunTally:
             findings.not_mirrored.add(key)
         if row.candidate in OPEN_GAP_CLASSES:
             findings.candidate_open_gaps.add(key)
+        if row.candidate == OrderClass.CONFIRMED_WITHOUT_ERP:
+            if row.candidate_confirmed_after_rejection:
+                findings.confirmed_after_rejection.add(key)
+            else:
+                findings.confirmed_without_erp.add(key)
         if row.missing_in_candidate:
             findings.missing_in_candidate.add(key)
-        if row.candidate_duplicate:
-            findings.candidate_duplicates.add(key)
+        if row.candidate_duplicate_erp:
+            findings.duplicate_erp_orders.add(key)
+        if row.candidate_duplicate_confirmation:
+            findings.duplicate_confirmations.add(key)
+        if row.extra_side_effects or row.extra_in_candidate:
+            findings.extra_side_effects.add(key)
+
+        if row.confirmation is not None:
+            findings.confirmation_pairs += 1
+            if not row.confirmation.equal:
+                findings.confirmation_differences.add(key)
+                _add_example(self.confirmation_examples, key, row.confirmation.difference)
 
         if row.payload is None:
             return
         findings.parity_pairs += 1
+        self._count_fields(row)
         if not row.payload.equal:
             findings.parity_differences.add(key)
-            if len(self.parity_examples) < MAX_EXAMPLES:
-                self.parity_examples.append(ParityExample(key, row.payload.difference))
+            _add_example(self.parity_examples, key, row.payload.difference)
+
+    def _count_fields(self, row: OrderRow) -> None:
+        payload = row.payload
+        assert payload is not None
+        patterns = {field_pattern(path) for path in payload.paths}
+        for pattern in patterns:
+            if pattern in self.difference_fields or len(self.difference_fields) < MAX_DIFFERENCE_FIELDS:
+                self.difference_fields[pattern] += 1
+            else:
+                self.difference_fields[OTHER_FIELDS] += 1
+        if payload.noise:
+            self.noise_orders += 1
+            self.noise_fields.update(pattern for pattern in patterns
+                                     if pattern in self.difference_fields)
 
     def _keep_row(self, row: OrderRow) -> None:
         self.notable_total += 1
@@ -222,6 +375,11 @@ class _RunTally:
         # per MAX_ORDER_ROWS orders, not one per order.
         if len(self.rows) >= 2 * MAX_ORDER_ROWS:
             self.rows = _rows_by_severity(self.rows)
+
+
+def _add_example(examples: list[ParityExample], key: str, difference: str) -> None:
+    if len(examples) < MAX_EXAMPLES:
+        examples.append(ParityExample(key, difference))
 
 
 def _rows_by_severity(rows: list[OrderRow]) -> list[OrderRow]:
@@ -233,23 +391,61 @@ def analyze(
     run_id: str,
     criteria: Criteria | None = None,
     normalisation: Normalisation | None = None,
+    *,
+    storefront_orders: Iterable[str] | None = None,
 ) -> Analysis:
     """Join the run's events per order, compare the flows and decide the verdict.
 
+    `storefront_orders` are the keys of the storefront's own order list;
+    when given, orders that reached neither flow or only one are reported.
     Raises RunNotFoundError when the run is not in the ledger, and
     LedgerError when the ledger cannot be read.
+    """
+    normalisation = normalisation or Normalisation()
+    return analyze_orders(
+        engine, run_id,
+        lambda evidence: join_orders(iter_events(engine, run_id), evidence),
+        criteria, normalisation, storefront_orders=storefront_orders,
+    )
+
+
+def analyze_orders(
+    engine: Engine,
+    run_id: str,
+    join: Any,
+    criteria: Criteria | None = None,
+    normalisation: Normalisation | None = None,
+    *,
+    storefront_orders: Iterable[str] | None = None,
+) -> Analysis:
+    """Analyse the `OrderJoin`s that `join(evidence_tally)` yields, as `analyze` does.
+
+    This lets another join (such as one computed in SQL) feed the same
+    assessment, criteria and reports.
     """
     criteria = criteria or Criteria()
     normalisation = normalisation or Normalisation()
     run = load_run(engine, run_id)
 
     evidence = EvidenceTally()
-    tally = _RunTally()
-    for order in join_orders(iter_events(engine, run_id), evidence):
+    tally = _RunTally(criteria=criteria)
+    if storefront_orders is not None:
+        tally.reconciliation = Reconciliation(set(storefront_orders))
+    for order in join(evidence):
         tally.add(order, assess_order(order, normalisation))
 
-    verdict, results = evaluate(criteria, tally.findings)
     findings = tally.findings
+    span_s = tally.series.span_s
+    findings.hours_covered = None if span_s is None else span_s / 3600
+    findings.peak_orders_per_min = tally.series.peak_per_minute("orders")
+    if tally.reconciliation is not None:
+        tally.reconciliation.finish()
+        findings.unreconciled = tally.reconciliation.unreconciled
+
+    verdict, results = evaluate(criteria, findings)
+    notable = _rows_by_severity(tally.rows)
+    legacy_distributions = tally.legacy.distributions()
+    candidate_distributions = tally.candidate.distributions()
     return Analysis(
         run_id=run.id,
         run_kind=run.kind,
@@ -274,9 +470,49 @@ def analyze(
         counters=load_counters(engine, run_id),
         evidence=_evidence_figures(evidence, findings),
         uncorrelated_by_kind=dict(sorted(evidence.uncorrelated.items())),
-        notable_orders=_rows_by_severity(tally.rows),
+        notable_orders=notable,
         notable_total=tally.notable_total,
+        confirmation_parity=findings.confirmation_parity,
+        confirmation_pairs=findings.confirmation_pairs,
+        confirmation_differences=findings.confirmation_differences.count,
+        confirmation_examples=tally.confirmation_examples,
+        timing_comparisons={
+            stage: compare_distributions(legacy_distributions[stage], candidate_distributions[stage])
+            for stage in STAGES
+        },
+        hours_covered=findings.hours_covered,
+        peak_orders_per_min=findings.peak_orders_per_min,
+        reconciliation=None if tally.reconciliation is None else tally.reconciliation.figures(),
+        difference_fields=dict(tally.difference_fields.most_common()),
+        noise_fields=dict(tally.noise_fields.most_common()),
+        noise_orders=tally.noise_orders,
+        charts=ChartData(
+            gaps={"legacy": legacy_distributions["gap"], "candidate": candidate_distributions["gap"]},
+            to_confirmation={"legacy": legacy_distributions["webhook_to_confirmation"],
+                             "candidate": candidate_distributions["webhook_to_confirmation"]},
+            over_time=tally.series.points(),
+        ),
+        timelines=_timelines(engine, run_id, notable[:TIMELINE_ROWS]),
     )
+
+
+def _timelines(engine: Engine, run_id: str, rows: list[OrderRow]) -> dict[str, list[TimelineEntry]]:
+    timelines = {}
+    for row in rows:
+        events = order_timeline(engine, run_id, row.order_key)
+        if not events:
+            continue
+        wall_clock = len({event.instance_id for event in events}) > 1
+        if wall_clock:
+            start = events[0].wall_time
+            offsets = [(event.wall_time - start).total_seconds() * 1000 for event in events]
+        else:
+            offsets = [(event.mono_ns - events[0].mono_ns) / 1e6 for event in events]
+        timelines[row.order_key] = [
+            TimelineEntry(round(offset, 3), event.flow, event.kind, event.status)
+            for offset, event in zip(offsets, events, strict=True)
+        ]
+    return timelines
 
 
 def _evidence_figures(evidence: EvidenceTally, findings: Findings) -> dict[str, int]:
@@ -289,4 +525,5 @@ def _evidence_figures(evidence: EvidenceTally, findings: Findings) -> dict[str, 
         "orders_timed_by_wall_clock": evidence.wall_clock_orders,
         "unknown_flow_events": evidence.unknown_flow,
         "unknown_kind_events": sum(evidence.unknown_kind.values()),
+        "repeated_events": evidence.repeated_events,
     }

@@ -15,6 +15,7 @@ from compare.classes import (
 )
 from compare.join import FlowSummary, OrderJoin
 from compare.parity import Normalisation, PayloadComparison, compare_payloads
+from compare.side_effects import compare_confirmations, extra_side_effects
 from cutover.events import Flow
 
 __all__ = ["OrderRow", "Severity", "assess_order"]
@@ -49,6 +50,13 @@ class OrderRow:
     issues: tuple[str, ...]
     # The most severe finding, or None when nothing about the order needs a look.
     severity: Severity | None
+    # None unless both flows confirmed and both confirmations have a snapshot.
+    confirmation: PayloadComparison | None = None
+    # Side effects of the candidate that the legacy flow did not make.
+    extra_side_effects: tuple[str, ...] = ()
+    candidate_duplicate_erp: bool = False
+    candidate_duplicate_confirmation: bool = False
+    candidate_confirmed_after_rejection: bool = False
 
     @property
     def compared(self) -> bool:
@@ -76,6 +84,14 @@ def assess_order(order: OrderJoin, normalisation: Normalisation) -> OrderRow:
         else:
             payload = compare_payloads(legacy_snapshot, candidate_snapshot, normalisation)
 
+    confirmation = None
+    if order.legacy.confirmation_snapshot and order.candidate.confirmation_snapshot:
+        confirmation = compare_confirmations(order.legacy.confirmation_snapshot,
+                                             order.candidate.confirmation_snapshot)
+    extras = extra_side_effects(order, legacy, candidate)
+    after_rejection = (candidate == OrderClass.CONFIRMED_WITHOUT_ERP
+                       and order.candidate.rejections > 0)
+
     issues: list[tuple[Severity, str]] = []
     issues += _flow_issues("candidate", order.candidate, candidate, Severity.CANDIDATE_CRITICAL)
     issues += _flow_issues("legacy", order.legacy, legacy, Severity.LEGACY_ONLY)
@@ -83,6 +99,9 @@ def assess_order(order: OrderJoin, normalisation: Normalisation) -> OrderRow:
         issues.append((Severity.MISSING_IN_CANDIDATE, f"missing in candidate ({candidate})"))
     if payload is not None and not payload.equal:
         issues.append((Severity.PAYLOAD_DIFFERS, "ERP payload differs"))
+    if confirmation is not None and not confirmation.equal:
+        issues.append((Severity.PAYLOAD_DIFFERS, "confirmation content differs"))
+    issues += [(Severity.CANDIDATE_OTHER, f"extra in candidate: {text}") for text in extras]
     if unpaired:
         issues.append((Severity.CANDIDATE_OTHER,
                        "acknowledged in both flows, but a submission snapshot is missing"))
@@ -104,6 +123,11 @@ def assess_order(order: OrderJoin, normalisation: Normalisation) -> OrderRow:
         payload_unpaired=unpaired,
         issues=tuple(text for _, text in sorted(issues)),
         severity=min((rank for rank, _ in issues), default=None),
+        confirmation=confirmation,
+        extra_side_effects=extras,
+        candidate_duplicate_erp=order.candidate.acks > 1,
+        candidate_duplicate_confirmation=order.candidate.confirmations > 1,
+        candidate_confirmed_after_rejection=after_rejection,
     )
 
 

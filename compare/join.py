@@ -29,7 +29,11 @@ from cutover.ledger import Event
 __all__ = ["EvidenceTally", "FlowSummary", "OrderJoin", "join_orders", "summarise_order"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MIRROR_LOSS_KINDS = frozenset({EventKind.MIRROR_FAILED, EventKind.MIRROR_DROPPED})
+# A skipped copy (body over the mirror's size limit) never reached the
+# candidate either, so it is evidence loss like a failed or dropped one.
+_MIRROR_LOSS_KINDS = frozenset(
+    {EventKind.MIRROR_FAILED, EventKind.MIRROR_DROPPED, EventKind.MIRROR_SKIPPED}
+)
 _KNOWN_KINDS = frozenset(EventKind)
 
 
@@ -61,6 +65,9 @@ class FlowSummary:
     # submission of all.
     snapshot_before_ack: str | None = None
     last_snapshot: str | None = None
+    # The redacted email body of the first confirmation: subject, categories
+    # and template data with items, total and currency.
+    confirmation_snapshot: str | None = None
 
     @property
     def acked_snapshot(self) -> str | None:
@@ -104,6 +111,7 @@ class FlowSummary:
             self.confirmations += 1
             if self.confirmed_ns is None:
                 self.confirmed_ns = at_ns
+                self.confirmation_snapshot = event.snapshot
         elif kind in PENDING_NOTICE_KINDS:
             self.pending_notices += 1
             if self.pending_notice_ns is None:
@@ -137,6 +145,9 @@ class EvidenceTally:
     unknown_kind: Counter[str] = field(default_factory=Counter)
     wall_clock_orders: int = 0
     mirrored_body_mismatches: int = 0
+    # Events recorded twice: same flow, kind, instance, clock reading,
+    # status and digest as another event. Only the first one counts.
+    repeated_events: int = 0
 
 
 def join_orders(events: Iterable[Event], tally: EvidenceTally) -> Iterator[OrderJoin]:
@@ -163,7 +174,16 @@ def summarise_order(order_key: str, events: list[Event], tally: EvidenceTally) -
     timed.sort(key=lambda pair: (pair[0], pair[1].id or 0))
 
     order = OrderJoin(order_key, FlowSummary(), FlowSummary(), wall_clock)
+    seen: set[tuple[object, ...]] = set()
     for at_ns, event in timed:
+        # One proxy's monotonic clock never gives two observations the same
+        # ns reading, so an identical row is the same observation stored twice.
+        identity = (event.flow, event.kind, event.instance_id, event.mono_ns, event.status,
+                    event.digest)
+        if identity in seen:
+            tally.repeated_events += 1
+            continue
+        seen.add(identity)
         if event.flow == Flow.LEGACY:
             summary = order.legacy
         elif event.flow == Flow.CANDIDATE:

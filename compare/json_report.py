@@ -45,8 +45,36 @@ def render_json(analysis: Analysis) -> str:
                 "ignore_paths": list(analysis.normalisation.ignore_paths),
                 "ignore_order": analysis.normalisation.ignore_order,
                 "decimal_numbers": analysis.normalisation.decimal_numbers,
+                "decimal_tolerance": (None if analysis.normalisation.decimal_tolerance is None
+                                      else str(analysis.normalisation.decimal_tolerance)),
+                "field_map": [list(pair) for pair in analysis.normalisation.field_map],
             },
         },
+        "confirmation_parity": {
+            "rate": analysis.confirmation_parity,
+            "pairs": analysis.confirmation_pairs,
+            "differences": analysis.confirmation_differences,
+            "examples": [asdict(example) for example in analysis.confirmation_examples],
+        },
+        "noise": {
+            "orders": analysis.noise_orders,
+            "fields": analysis.noise_fields,
+            "noise_paths": list(analysis.normalisation.noise_paths),
+        },
+        "difference_fields": analysis.difference_fields,
+        "timing_comparisons": {
+            stage: None if comparison is None else {
+                **asdict(comparison),
+                "magnitude": comparison.magnitude,
+                "direction": comparison.direction,
+            }
+            for stage, comparison in analysis.timing_comparisons.items()
+        },
+        "coverage": {
+            "hours": analysis.hours_covered,
+            "peak_orders_per_min": analysis.peak_orders_per_min,
+        },
+        "reconciliation": analysis.reconciliation,
         "counters": analysis.counters,
         "evidence": analysis.evidence,
         "uncorrelated_by_kind": analysis.uncorrelated_by_kind,
@@ -66,6 +94,7 @@ def _criterion_json(result: CriterionResult) -> dict[str, Any]:
         "figure": result.figure,
         "comparison": result.comparison,
         "threshold": result.threshold,
+        "marginal_threshold": result.marginal_threshold,
         "unit": result.unit,
         "critical": result.critical,
         "evidence": result.evidence,

@@ -9,7 +9,13 @@ Each flow's acknowledged submission is normalised before comparison:
 - numbers, and strings that spell a plain decimal number, become `Decimal`,
   so that "19.90", 19.9 and 19.90 are one amount;
 - lists are compared as multisets when `ignore_order` is set, so reordered
-  lines match, but a line sent twice does not match a line sent once.
+  lines match, but a line sent twice does not match a line sent once;
+- `field_map` moves fields of the candidate's payload to where the legacy
+  flow puts them, for a candidate that sends an equivalent order in
+  another shape;
+- with a `decimal_tolerance`, numbers that differ by less than it match;
+- differences only in `noise_paths` (fields an A/A run showed to differ
+  with no change at all) make the pair equal, flagged as noise.
 
 A canonical SHA-256 of the normalised payload decides most pairs. deepdiff
 runs only when the digests differ, to describe the difference or to find
@@ -23,12 +29,18 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
 from deepdiff import DeepDiff
 
-__all__ = ["DEFAULT_IGNORE_PATHS", "Normalisation", "PayloadComparison", "compare_payloads"]
+__all__ = [
+    "DEFAULT_IGNORE_PATHS",
+    "Normalisation",
+    "PayloadComparison",
+    "compare_payloads",
+    "field_pattern",
+]
 
 # Fields of a NetSuite sales order that each flow fills with its own value.
 # These are the record's internal id and document number, dates, sync
@@ -57,30 +69,39 @@ class Normalisation:
     ignore_paths: tuple[str, ...] = DEFAULT_IGNORE_PATHS
     ignore_order: bool = True
     decimal_numbers: bool = True
+    # Largest absolute difference between two numbers that still match, or
+    # None for exact comparison. Needs decimal_numbers.
+    decimal_tolerance: Decimal | None = None
+    # (candidate path, legacy path) pairs in dotted form, such as
+    # ("lines", "item.items") or ("item.items[].sku", "item.items[].item.externalId");
+    # `[]` stands for every element of a list.
+    field_map: tuple[tuple[str, str], ...] = ()
+    # Regular expressions, like ignore_paths, for fields that differ as noise.
+    noise_paths: tuple[str, ...] = ()
     _patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
+    _noise_patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.ignore_paths, str):
-            raise TypeError(
-                f"ignore_paths must be a sequence of regular expressions, but got the string "
-                f"{self.ignore_paths!r}; wrap it in a tuple."
-            )
-        object.__setattr__(self, "ignore_paths", tuple(self.ignore_paths))
-
-        patterns = []
-        for path in self.ignore_paths:
-            try:
-                patterns.append(re.compile(path))
-            except re.error as exc:
-                raise ValueError(
-                    f"Invalid ignore path {path!r}: {exc}. Use a regular expression over "
-                    r"deepdiff paths, such as \['memo'\] to ignore every memo field."
-                ) from exc
-        object.__setattr__(self, "_patterns", tuple(patterns))
+        object.__setattr__(self, "ignore_paths", _path_tuple("ignore_paths", self.ignore_paths))
+        object.__setattr__(self, "noise_paths", _path_tuple("noise_paths", self.noise_paths))
+        object.__setattr__(self, "_patterns", _compile_paths("ignore path", self.ignore_paths))
+        object.__setattr__(self, "_noise_patterns", _compile_paths("noise path", self.noise_paths))
+        object.__setattr__(self, "decimal_tolerance", _tolerance(self.decimal_tolerance))
+        object.__setattr__(self, "field_map", _field_map(self.field_map))
 
     def apply(self, payload: Any) -> Any:
         """Return a normalised copy of a decoded JSON payload."""
         return self._normalise(payload, "root")
+
+    def map_fields(self, payload: Any) -> Any:
+        """Return a copy of a candidate payload with `field_map` applied."""
+        for source, target in self.field_map:
+            payload = _move_field(payload, source, target)
+        return payload
+
+    def is_noise(self, path: str) -> bool:
+        """Tell whether a deepdiff path is one of the noise fields."""
+        return any(pattern.search(path) for pattern in self._noise_patterns)
 
     def _normalise(self, value: Any, path: str) -> Any:
         if isinstance(value, dict):
@@ -101,6 +122,25 @@ class Normalisation:
 
         if self.decimal_numbers:
             return _to_decimal(value)
+        return value
+
+    def quantized(self, value: Any) -> Any:
+        """Return a copy with every Decimal rounded to a multiple of the tolerance.
+
+        Two payloads that are equal after this differ by less than the
+        tolerance in every number. The converse does not hold, so unequal
+        ones are checked number by number.
+        """
+        tolerance = self.decimal_tolerance
+        if tolerance is None:
+            return value
+        if isinstance(value, dict):
+            return {key: self.quantized(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.quantized(item) for item in value]
+        if isinstance(value, Decimal) and value.is_finite():
+            steps = (value / tolerance).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
+            return steps * tolerance
         return value
 
     def _ignored(self, path: str) -> bool:
@@ -155,6 +195,10 @@ class PayloadComparison:
     # Short human-readable description, legacy as the old value and the
     # candidate as the new one; empty when equal.
     difference: str = ""
+    # The deepdiff paths that differ, noise included.
+    paths: tuple[str, ...] = ()
+    # True when the payloads differ only in noise paths, which makes them equal.
+    noise: bool = False
 
 
 def compare_payloads(
@@ -164,23 +208,61 @@ def compare_payloads(
     payloads = []
     for flow, snapshot in (("legacy", legacy_snapshot), ("candidate", candidate_snapshot)):
         try:
-            payloads.append(normalisation.apply(_decode(snapshot, normalisation)))
+            payload = _decode(snapshot, normalisation)
         except json.JSONDecodeError as exc:
             return PayloadComparison(False, f"The {flow} snapshot is not valid JSON: {exc}.")
-    legacy, candidate = payloads
+        if flow == "candidate":
+            payload = normalisation.map_fields(payload)
+        payloads.append(normalisation.apply(payload))
+    return compare_normalised(payloads[0], payloads[1], normalisation)
 
-    if normalisation.digest(legacy) == normalisation.digest(candidate):
+
+def compare_normalised(legacy: Any, candidate: Any, normalisation: Normalisation) -> PayloadComparison:
+    """Compare two payloads that `Normalisation.apply` already normalised."""
+    legacy_digest = normalisation.digest(normalisation.quantized(legacy))
+    if legacy_digest == normalisation.digest(normalisation.quantized(candidate)):
         return PayloadComparison(True)
 
-    diff = DeepDiff(
-        legacy,
-        candidate,
-        ignore_order=normalisation.ignore_order,
-        report_repetition=normalisation.ignore_order,
-    )
+    diff = _deep_diff(legacy, candidate, normalisation)
     if not diff:
         return PayloadComparison(True)
-    return PayloadComparison(False, _describe(diff))
+    paths = tuple(sorted(diff.affected_paths))
+    if paths and all(normalisation.is_noise(path) for path in paths):
+        return PayloadComparison(True, _describe(diff), paths, noise=True)
+    return PayloadComparison(False, _describe(diff), paths)
+
+
+def _deep_diff(legacy: Any, candidate: Any, normalisation: Normalisation) -> DeepDiff:
+    tolerance = normalisation.decimal_tolerance
+    if tolerance is None:
+        return DeepDiff(legacy, candidate, ignore_order=normalisation.ignore_order,
+                        report_repetition=normalisation.ignore_order)
+
+    # deepdiff applies math_epsilon to nested values only with ignore_order
+    # off (deepdiff 8.6), so lists are put in one canonical order first: by
+    # their quantized text, which pairs numbers within the tolerance.
+    if normalisation.ignore_order:
+        legacy = _sorted_lists(legacy, normalisation)
+        candidate = _sorted_lists(candidate, normalisation)
+    return DeepDiff(legacy, candidate, math_epsilon=float(tolerance))
+
+
+def _sorted_lists(value: Any, normalisation: Normalisation) -> Any:
+    if isinstance(value, dict):
+        return {key: _sorted_lists(item, normalisation) for key, item in value.items()}
+    if isinstance(value, list):
+        items = [_sorted_lists(item, normalisation) for item in value]
+        return sorted(items, key=lambda item: normalisation._canonical(normalisation.quantized(item)))
+    return value
+
+
+def field_pattern(path: str) -> str:
+    r"""Turn a deepdiff path into an ignore rule matching that field in every list element.
+
+    ``root['item']['items'][3]['rate']`` becomes ``^root\['item'\]\['items'\]\[\d+\]\['rate'\]$``.
+    """
+    parts = re.split(r"\[\d+\]", path)
+    return "^" + r"\[\d+\]".join(re.escape(part) for part in parts) + "$"
 
 
 def _decode(snapshot: str, normalisation: Normalisation) -> Any:
@@ -204,3 +286,116 @@ def _describe(diff: DeepDiff) -> str:
     if len(lines) > _DIFF_LINES:
         text += f" (and {len(lines) - _DIFF_LINES} more differences)"
     return text
+
+
+def _path_tuple(name: str, paths: Any) -> tuple[str, ...]:
+    if isinstance(paths, str):
+        raise TypeError(
+            f"{name} must be a sequence of regular expressions, but got the string "
+            f"{paths!r}; wrap it in a tuple."
+        )
+    return tuple(paths)
+
+
+def _compile_paths(label: str, paths: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    patterns = []
+    for path in paths:
+        try:
+            patterns.append(re.compile(path))
+        except re.error as exc:
+            raise ValueError(
+                f"Invalid {label} {path!r}: {exc}. Use a regular expression over "
+                r"deepdiff paths, such as \['memo'\] to ignore every memo field."
+            ) from exc
+    return tuple(patterns)
+
+
+def _tolerance(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        tolerance = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise ValueError(
+            f"decimal_tolerance must be a number such as 0.01, but got {value!r}"
+        ) from exc
+    if not tolerance.is_finite() or tolerance <= 0:
+        raise ValueError(
+            f"decimal_tolerance must be a number above 0 such as 0.01, but got {value!r}; "
+            "leave it out for exact comparison."
+        )
+    return tolerance
+
+
+_FIELD_PATH = re.compile(r"[^.\[\]]+(\[\])?(\.[^.\[\]]+(\[\])?)*")
+
+
+def _field_map(pairs: Any) -> tuple[tuple[str, str], ...]:
+    if isinstance(pairs, dict):
+        pairs = pairs.items()
+    checked = []
+    for pair in pairs:
+        source, target = pair
+        for path in (source, target):
+            if not isinstance(path, str) or not _FIELD_PATH.fullmatch(path):
+                raise ValueError(
+                    f"Invalid field_map path {path!r}: use dotted keys with [] for every "
+                    "list element, such as 'item.items[].sku'."
+                )
+        if _list_prefix(source) != _list_prefix(target):
+            raise ValueError(
+                f"Invalid field_map pair {source!r} -> {target!r}: both paths must share the "
+                "part up to their first [], such as 'lines[].sku' -> 'lines[].item.externalId'."
+            )
+        checked.append((source, target))
+    return tuple(checked)
+
+
+def _list_prefix(path: str) -> str | None:
+    return path.split("[]", 1)[0] if "[]" in path else None
+
+
+def _move_field(payload: Any, source: str, target: str) -> Any:
+    """Move the value at dotted `source` to dotted `target` in a copy of `payload`."""
+    if "[]" in source:
+        prefix, source_rest = source.split("[]", 1)
+        target_rest = target.split("[]", 1)[1]
+        items = _get_path(payload, prefix)
+        if not isinstance(items, list):
+            return payload
+        moved = [_move_field(item, source_rest.lstrip("."), target_rest.lstrip("."))
+                 for item in items]
+        return _set_path(payload, prefix, moved)
+
+    missing = object()
+    value = _get_path(payload, source, missing)
+    if value is missing:
+        return payload
+    return _set_path(_delete_path(payload, source), target, value)
+
+
+def _get_path(payload: Any, path: str, default: Any = None) -> Any:
+    for key in path.split("."):
+        if not isinstance(payload, dict) or key not in payload:
+            return default
+        payload = payload[key]
+    return payload
+
+
+def _set_path(payload: Any, path: str, value: Any) -> Any:
+    key, _, rest = path.partition(".")
+    copy = dict(payload) if isinstance(payload, dict) else {}
+    copy[key] = _set_path(copy.get(key), rest, value) if rest else value
+    return copy
+
+
+def _delete_path(payload: Any, path: str) -> Any:
+    key, _, rest = path.partition(".")
+    if not isinstance(payload, dict) or key not in payload:
+        return payload
+    copy = dict(payload)
+    if rest:
+        copy[key] = _delete_path(copy[key], rest)
+    else:
+        del copy[key]
+    return copy

@@ -1,14 +1,27 @@
-"""Render an `Analysis` as the Markdown readiness report, and write both reports."""
+"""Render an `Analysis` as the Markdown readiness report, and write the reports."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
-from compare.analysis import Analysis
+from compare.analysis import STAGES, Analysis
 from compare.json_report import iso_utc, render_json
 from compare.verdict import CriterionResult, Verdict
 
-__all__ = ["render_markdown", "write_reports"]
+__all__ = ["REPORT_FORMATS", "render_markdown", "stage_label", "write_reports"]
+
+# Report formats and their file names.
+REPORT_FORMATS = {"md": "report.md", "json": "report.json", "html": "report.html",
+                  "junit": "report.junit.xml"}
+DEFAULT_FORMATS = ("md", "json")
+
+_STAGE_LABELS = {
+    "webhook_to_submission": "webhook → ERP submitted",
+    "webhook_to_ack": "webhook → ERP acknowledged",
+    "webhook_to_confirmation": "webhook → confirmation",
+    "gap": "ERP acknowledged → confirmation (gap)",
+}
 
 # Order rows in the Markdown report; the JSON report has all kept rows.
 MARKDOWN_ORDER_ROWS = 50
@@ -16,14 +29,32 @@ MARKDOWN_ORDER_ROWS = 50
 _COMPARISON_SIGNS = {">=": "≥", "<=": "≤"}
 
 
-def write_reports(analysis: Analysis, folder: Path) -> list[Path]:
-    """Write report.md and report.json into `folder`, creating it if needed."""
+def write_reports(
+    analysis: Analysis, folder: Path, formats: Iterable[str] = DEFAULT_FORMATS
+) -> list[Path]:
+    """Write the reports in `formats` (md, json, html, junit) into `folder`, creating it if needed."""
+    from compare.html_report import render_html
+    from compare.junit_report import render_junit
+
+    renderers = {"md": render_markdown, "json": render_json, "html": render_html,
+                 "junit": render_junit}
+    chosen = list(dict.fromkeys(formats))
+    unknown = [name for name in chosen if name not in renderers]
+    if unknown:
+        raise ValueError(f"Unknown report format(s) {', '.join(unknown)}; "
+                         f"use some of: {', '.join(REPORT_FORMATS)}.")
+
     folder.mkdir(parents=True, exist_ok=True)
-    markdown_path = folder / "report.md"
-    markdown_path.write_text(render_markdown(analysis), encoding="utf-8")
-    json_path = folder / "report.json"
-    json_path.write_text(render_json(analysis), encoding="utf-8")
-    return [markdown_path, json_path]
+    paths = []
+    for name in chosen:
+        path = folder / REPORT_FORMATS[name]
+        path.write_text(renderers[name](analysis), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def stage_label(stage: str) -> str:
+    return _STAGE_LABELS.get(stage, stage)
 
 
 def render_markdown(analysis: Analysis) -> str:
@@ -34,7 +65,9 @@ def render_markdown(analysis: Analysis) -> str:
         _gap_comparison_section(analysis),
         _classes_section(analysis),
         _parity_section(analysis),
+        _confirmation_section(analysis),
         _timing_section(analysis),
+        _reconciliation_section(analysis),
         _evidence_section(analysis),
         _orders_section(analysis),
     ]
@@ -63,6 +96,11 @@ def _header(analysis: Analysis) -> str:
 def _verdict_reason(analysis: Analysis) -> str:
     failed = [result for result in analysis.criteria_results if not result.passed]
     if analysis.verdict == Verdict.GO:
+        marginal = analysis.marginal_criteria
+        if marginal:
+            names = ", ".join(result.name for result in marginal)
+            return (f"The candidate passed every criterion on {analysis.compared_orders} "
+                    f"compared orders; marginal, near the threshold: {names}.")
         return (f"The candidate passed every criterion on {analysis.compared_orders} "
                 f"compared orders.")
 
@@ -168,10 +206,60 @@ def _parity_section(analysis: Analysis) -> str:
     return "\n".join(lines)
 
 
+def _confirmation_section(analysis: Analysis) -> str:
+    lines = [
+        "## Confirmation content parity",
+        "",
+        (f"Parity {_percent(analysis.confirmation_parity)}: {analysis.confirmation_pairs} "
+         f"orders were confirmed in both flows with a recorded email, and the items, "
+         f"quantities, prices, total or currency of {analysis.confirmation_differences} differ."),
+    ]
+    if analysis.confirmation_examples:
+        rows = [[_code(example.order_key), _code(example.difference)]
+                for example in analysis.confirmation_examples]
+        lines += ["", _table(["Order", "Difference (legacy, then candidate)"], rows)]
+    if analysis.noise_fields:
+        rows = [[_code(pattern), str(count)] for pattern, count in analysis.noise_fields.items()]
+        lines += ["", (f"ERP payloads of {analysis.noise_orders} orders differed only in "
+                       "fields known as noise, so they count as equal:"), "",
+                  _table(["Field", "Orders"], rows)]
+    return "\n".join(lines)
+
+
+def _reconciliation_section(analysis: Analysis) -> str:
+    figures = analysis.reconciliation
+    if figures is None:
+        return "## Storefront reconciliation\n\nNo storefront order export was given."
+    rows = []
+    for label, name in (("in both flows", "both"), ("only in the legacy flow", "only_legacy"),
+                        ("only in the candidate", "only_candidate"), ("in neither flow", "neither")):
+        rows.append([label, str(figures[name]), _keys(tuple(figures["examples"].get(name, [])))])
+    return (f"## Storefront reconciliation\n\n{figures['expected']} orders in the storefront's "
+            "export.\n\n" + _table(["Orders", "Count", "Examples"], rows))
+
+
+def _comparison_rows(analysis: Analysis) -> list[list[str]]:
+    rows = []
+    for stage in STAGES:
+        comparison = analysis.timing_comparisons.get(stage)
+        if comparison is None:
+            rows.append([stage_label(stage), "–", "–", "–", "not measured in both flows"])
+            continue
+        rows.append([
+            stage_label(stage),
+            f"{comparison.legacy_count} / {comparison.candidate_count}",
+            f"{comparison.p_value:.3g}",
+            f"{comparison.cliffs_delta:+.3f} ({comparison.magnitude})",
+            comparison.direction,
+        ])
+    return rows
+
+
 def _timing_section(analysis: Analysis) -> str:
     rows = []
     for figures in analysis.flows:
-        for label, stats in (("webhook → ERP ack", figures.webhook_to_ack),
+        for label, stats in (("webhook → ERP submitted", figures.webhook_to_submission),
+                             ("webhook → ERP ack", figures.webhook_to_ack),
                              ("webhook → confirmation", figures.webhook_to_confirmation)):
             rows.append([str(figures.flow), label, str(stats.count), _ms(stats.p50_ms),
                          _ms(stats.p95_ms), _ms(stats.p99_ms), _ms(stats.max_ms)])
@@ -192,6 +280,11 @@ def _timing_section(analysis: Analysis) -> str:
         + latency
         + "\n\n### Gap: first confirmation minus first ERP acknowledgement\n\n"
         + gaps
+        + "\n\n### Candidate against legacy\n\n"
+        "Two-sided Mann-Whitney U test; Cliff's delta is P(candidate slower) minus "
+        "P(candidate faster).\n\n"
+        + _table(["Stage", "Orders legacy / candidate", "p", "Cliff's delta", "Direction"],
+                 _comparison_rows(analysis))
     )
 
 
@@ -199,6 +292,10 @@ def _evidence_section(analysis: Analysis) -> str:
     evidence = analysis.evidence
     rows = [[f"`{name}`", str(value)] for name, value in sorted(analysis.counters.items())]
     rows += [[name.replace("_", " "), str(value)] for name, value in evidence.items()]
+    if analysis.hours_covered is not None:
+        rows.append(["hours covered", f"{analysis.hours_covered:.3f}"])
+    if analysis.peak_orders_per_min is not None:
+        rows.append(["peak webhooks per minute", f"{analysis.peak_orders_per_min:g}"])
     lines = ["## Proxy counters and evidence loss", "", _table(["Counter", "Count"], rows)]
 
     notes = []

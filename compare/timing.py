@@ -13,7 +13,18 @@ from dataclasses import dataclass
 
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["HIGHEST_TRACKABLE_MS", "GapRecorder", "GapStats", "LatencyRecorder", "LatencyStats"]
+__all__ = [
+    "HIGHEST_TRACKABLE_MS",
+    "Distribution",
+    "GapRecorder",
+    "GapStats",
+    "LatencyRecorder",
+    "LatencyStats",
+]
+
+# (value in ms, number of values) pairs in ascending value order. Each value
+# is the upper end of an HDR bucket, so values within 0.1 % share a pair.
+Distribution = list[tuple[float, int]]
 
 HIGHEST_TRACKABLE_MS = 7 * 24 * 3600 * 1000
 _SIGNIFICANT_DIGITS = 3
@@ -65,6 +76,16 @@ class _Histogram:
         self.min_ms = min(self.min_ms, value_ms)
         self.max_ms = max(self.max_ms, value_ms)
 
+    def distribution(self) -> Distribution:
+        """Return the recorded values, bucketed, in ascending order."""
+        if not self.count:
+            return []
+        return [
+            (min(max(item.value_iterated_to / _US_PER_MS, self.min_ms), self.max_ms),
+             item.count_at_value_iterated_to)
+            for item in self._histogram.get_recorded_iterator()
+        ]
+
     def percentile(self, percentile: float) -> float:
         """Return the value at `percentile`, clamped to the exact range seen."""
         value = self._histogram.get_value_at_percentile(percentile) / _US_PER_MS
@@ -84,6 +105,9 @@ class LatencyRecorder:
             self._before_webhook += 1
             return
         self._histogram.record((end_ns - start_ns) / 1e6)
+
+    def distribution(self) -> Distribution:
+        return self._histogram.distribution()
 
     def stats(self) -> LatencyStats:
         histogram = self._histogram
@@ -115,6 +139,11 @@ class GapRecorder:
 
     def record_unbounded(self) -> None:
         self._unbounded += 1
+
+    def distribution(self) -> Distribution:
+        """Return the measured gaps, negative ones included, in ascending order."""
+        negative = [(-value, count) for value, count in reversed(self._negative.distribution())]
+        return negative + self._non_negative.distribution()
 
     def stats(self) -> GapStats:
         negative, non_negative = self._negative, self._non_negative

@@ -16,6 +16,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from cutover.commands.report_options import (
+    AaOption,
+    CompareConfigOption,
+    FormatOption,
+    OrdersExportKeyOption,
+    OrdersExportOption,
+)
+
 app = typer.Typer(
     name="cutover",
     help="Parallel-run shadow and cutover harness for the storefront-to-ERP order handoff.",
@@ -139,7 +147,7 @@ def demo(
 
     analysis = analyze(result.engine, run_id,
                        criteria=Criteria(min_orders=min_orders, min_parity=min_parity))
-    paths = write_reports(analysis, reports_dir / run_id)
+    paths = write_reports(analysis, reports_dir / run_id, ("md", "json", "html"))
     print_analysis(analysis)
     console.print("Reports: " + ", ".join(str(path) for path in paths))
     console.print(f"Ledger:  {result.folder / 'ledger.sqlite'}")
@@ -213,23 +221,46 @@ def compare(
 def report(
     run: RunArgument = None,
     ledger: LedgerOption = None,
-    out: Annotated[Path | None, typer.Option(help="Folder for report.md and report.json. Default: reports/<run id>/.")] = None,
-    min_orders: MinOrders = 100,
-    min_parity: MinParity = 0.999,
+    out: Annotated[Path | None, typer.Option(help="Folder for the reports. Default: reports/<run id>/.")] = None,
+    min_orders: Annotated[int | None, typer.Option("--min-orders", min=1, help="Fewest compared orders for a GO verdict. Default: --compare-config's min_orders, else 100.")] = None,
+    min_parity: Annotated[float | None, typer.Option("--min-parity", min=0.0, max=1.0, help="Lowest share of orders whose ERP payloads match, from 0 to 1. Default: --compare-config's min_parity, else 0.999.")] = None,
+    compare_config: CompareConfigOption = None,
+    orders_export: OrdersExportOption = None,
+    orders_export_key: OrdersExportKeyOption = None,
+    report_format: FormatOption = "md,json,html,junit",
+    aa: AaOption = False,
     runs_dir: RunsDir = Path("runs"),
 ) -> None:
     """Write the readiness report of a run; the exit code is the verdict (0 GO, 1 NO-GO, 2 otherwise)."""
-    from compare import Criteria, analyze, write_reports
+    from compare import analyze, write_reports
+    from cutover.commands.report_options import (
+        ReportOptionError,
+        build_analysis_inputs,
+        parse_formats,
+        write_aa_calibration,
+    )
     from cutover.ledger import LedgerError, open_ledger
 
     run_id = run or newest_run(runs_dir)
     try:
+        formats = parse_formats(report_format)
+        inputs = build_analysis_inputs(compare_config, orders_export, orders_export_key,
+                                       min_orders=min_orders, min_parity=min_parity)
+    except ReportOptionError as exc:
+        raise fail(str(exc)) from exc
+    folder = out or Path("reports") / run_id
+    try:
         engine = open_ledger(resolve_ledger(ledger, run_id, runs_dir), create=False)
-        analysis = analyze(engine, run_id,
-                           criteria=Criteria(min_orders=min_orders, min_parity=min_parity))
+        if aa:
+            paths = write_aa_calibration(engine, run_id, inputs, folder)
+            console.print("Noise calibration: " + ", ".join(str(path) for path in paths))
+            return
+        analysis = analyze(engine, run_id, criteria=inputs.config.criteria,
+                           normalisation=inputs.config.normalisation,
+                           storefront_orders=inputs.storefront_orders)
     except (LedgerError, LookupError) as exc:
         raise fail(str(exc)) from exc
-    paths = write_reports(analysis, out or Path("reports") / run_id)
+    paths = write_reports(analysis, folder, formats)
     print_analysis(analysis)
     console.print("Reports: " + ", ".join(str(path) for path in paths))
     raise typer.Exit(analysis.exit_code)

@@ -134,7 +134,7 @@ def start_proxy(
     child = ChildProcess("mitmdump", mitmdump_command(config_path, mode_specs), log_path)
     try:
         wait_for_ports(ports, host=host, timeout_s=timeout_s, process=child)
-    except ProcessError:
+    except BaseException:  # Ctrl-C while waiting too: the caller never gets the child to stop
         child.stop(5)
         raise
     return child
@@ -151,7 +151,7 @@ def start_sandbox(
     )
     try:
         wait_for_ports(ports, host=host, timeout_s=timeout_s, process=child)
-    except ProcessError:
+    except BaseException:  # Ctrl-C while waiting too: the caller never gets the child to stop
         child.stop(5)
         raise
     return child

@@ -58,7 +58,7 @@ def render_analysis(console: Console, analysis: Analysis, *, order_limit: int = 
     for header in ("criterion", "status", "figure", "threshold", "examples"):
         criteria.add_column(header)
     for result in analysis.criteria_results:
-        style = "green" if result.passed else "red"
+        style = {"PASS": "green", "MARGINAL": "yellow"}.get(str(result.status), "red")
         examples = ", ".join(result.examples[:3]) + (" …" if len(result.examples) > 3 else "")
         criteria.add_row(
             result.name + (" (critical)" if result.critical else ""),

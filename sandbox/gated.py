@@ -13,8 +13,15 @@ the customer first gets one pending-status email. A rejection (a 4xx other
 than 429), or running out of attempts, moves the order to the exception
 list without a confirmation.
 
-The `gated_confirm_early_every` fault breaks that rule on purpose so tests
-can check that the harness notices.
+Faults break these rules on purpose so tests can check that the harness
+notices. Each applies to every Nth accepted order, or to every failed one:
+
+- `gated_confirm_early_every` confirms before submitting;
+- `gated_drop_every` never submits nor confirms;
+- `gated_submit_twice_every` submits again after the acknowledgement;
+- `gated_round_price_every` rounds the line prices to whole units;
+- `gated_confirm_on_failure` confirms orders the ERP rejected or that
+  failed after the last attempt.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import aiohttp
@@ -75,6 +82,12 @@ class GatedStats:
     exceptions: int = 0
     # Order ids confirmed before submission by the gated_confirm_early_every fault.
     early_confirmations: list[str] = field(default_factory=list)
+    # Order ids touched by the other faults, in the order they happened;
+    # price_rounded lists only orders whose prices the rounding changed.
+    dropped: list[str] = field(default_factory=list)
+    submitted_twice: list[str] = field(default_factory=list)
+    price_rounded: list[str] = field(default_factory=list)
+    confirmed_after_failure: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -259,28 +272,46 @@ class GatedFlow:
                 log.exception("Processing order %s failed; it stays in the outbox", entry.order_id)
 
     async def _process(self, entry: OutboxEntry) -> None:
-        every = self._settings.gated_confirm_early_every
-        if every > 0 and entry.sequence % every == 0:
+        settings = self._settings
+        if _every(settings.gated_drop_every, entry.sequence):
+            log.warning("Fault injection: dropping order %s without submitting it", entry.order_id)
+            self.stats.dropped.append(entry.order_id)
+            self._close_outbox_entry(entry)
+            entry.closed = True
+            return
+        if _every(settings.gated_round_price_every, entry.sequence):
+            rounded = _with_rounded_prices(entry.order)
+            # Orders whose prices are all whole units come out unchanged.
+            if rounded != entry.order:
+                log.warning("Fault injection: rounding the prices of order %s", entry.order_id)
+                self.stats.price_rounded.append(entry.order_id)
+                entry.order = rounded
+        if _every(settings.gated_confirm_early_every, entry.sequence):
             log.warning("Fault injection: confirming order %s before submitting it", entry.order_id)
             self.stats.early_confirmations.append(entry.order_id)
             entry.confirmed = True
             await self._send_customer_email(entry, CONFIRMATION)
 
         submission = await self._submit(entry)
-
-        if entry.pending_timer is not None:
-            entry.pending_timer.cancel()
-            entry.pending_timer = None
-        del self._outbox[entry.order_id]
-        self.stats.outbox_size = len(self._outbox)
+        self._close_outbox_entry(entry)
 
         if submission.outcome != "acked":
             entry.closed = True
             self._record_exception(entry, submission)
+            if settings.gated_confirm_on_failure and not entry.confirmed:
+                log.warning("Fault injection: confirming order %s after the ERP %s",
+                            entry.order_id, submission.outcome)
+                self.stats.confirmed_after_failure.append(entry.order_id)
+                entry.confirmed = True
+                await self._send_customer_email(entry, CONFIRMATION)
             return
         entry.acked = True
         self.stats.acked += 1
         log.info("ERP acknowledged order %s after %s attempt(s)", entry.order_id, submission.attempts)
+        if _every(settings.gated_submit_twice_every, entry.sequence):
+            log.warning("Fault injection: submitting order %s to the ERP a second time", entry.order_id)
+            self.stats.submitted_twice.append(entry.order_id)
+            await self._submit(entry)
         if entry.confirmed:
             return
         entry.confirmed = True
@@ -288,6 +319,13 @@ class GatedFlow:
         if entry.pending_task is not None:
             await asyncio.wait([entry.pending_task])
         await self._send_customer_email(entry, CONFIRMATION)
+
+    def _close_outbox_entry(self, entry: OutboxEntry) -> None:
+        if entry.pending_timer is not None:
+            entry.pending_timer.cancel()
+            entry.pending_timer = None
+        del self._outbox[entry.order_id]
+        self.stats.outbox_size = len(self._outbox)
 
     async def _submit(self, entry: OutboxEntry) -> Submission:
         assert self._session is not None
@@ -378,6 +416,20 @@ class GatedFlow:
 
     async def _list_exceptions(self, request: web.Request) -> web.Response:
         return web.json_response(self.exceptions)
+
+
+def _every(period: int, sequence: int) -> bool:
+    """Tell whether a fault set to every `period`th order applies to order number `sequence`."""
+    return period > 0 and sequence % period == 0
+
+
+def _with_rounded_prices(order: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of a Shopify order with each line price rounded to whole units, half up."""
+    lines = []
+    for line in order["line_items"]:
+        rounded = Decimal(line["price"]).quantize(Decimal("1"), rounding=ROUND_HALF_UP)
+        lines.append(dict(line, price=f"{rounded}.00"))
+    return dict(order, line_items=lines)
 
 
 async def _health(request: web.Request) -> web.Response:

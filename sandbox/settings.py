@@ -57,6 +57,18 @@ class SandboxSettings:
     # Fault for tests: confirm before the ERP acknowledgement on every Nth
     # order (0 disables it).
     gated_confirm_early_every: int = 0
+    # Faults for tests, each 0 or False when off. Drop: accept every Nth
+    # order with 200 but never submit nor confirm it.
+    gated_drop_every: int = 0
+    # Submit every Nth order to the ERP a second time after its
+    # acknowledgement, as a flow that lost track of the first response would.
+    gated_submit_twice_every: int = 0
+    # Round the line prices of every Nth order to whole currency units, in
+    # both the ERP sales order and the confirmation email.
+    gated_round_price_every: int = 0
+    # Confirm orders that the ERP rejected or that failed after the last
+    # attempt, as a flow that responds with 200 after an ERP failure would.
+    gated_confirm_on_failure: bool = False
 
     # ERP simulator: account-wide concurrency limit (429 above it), latency
     # that grows with the requests in flight, and injected failures.

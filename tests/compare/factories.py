@@ -39,6 +39,24 @@ def sales_order(key: str, lines: Iterable[tuple[str, Any, Any]] = (("7", 2, 19.9
     return json.dumps(body)
 
 
+def confirmation_email(key: str, items: Iterable[tuple[str, Any, Any]] = (("7", 2, "19.90"),),
+                       total: str = "39.80", currency: str = "EUR") -> str:
+    """Return a confirmation snapshot as the proxy stores it, with (sku, quantity, price) items."""
+    body = {
+        "subject": f"Your order {key} is confirmed",
+        "categories": ["order_confirmation"],
+        "custom_args": {"order_id": key},
+        "dynamic_template_data": {
+            "order_name": key,
+            "items": [{"sku": sku, "title": "Mug", "quantity": quantity, "price": price}
+                      for sku, quantity, price in items],
+            "total": total,
+            "currency": currency,
+        },
+    }
+    return json.dumps(body, sort_keys=True)
+
+
 class LedgerRun:
     """A run in a real ledger and helpers that insert its events."""
 
@@ -83,11 +101,17 @@ class LedgerRun:
         confirmed: Times = None,
         pending_notice: Times = None,
         snapshot: str | None = None,
+        email: str | None = None,
     ) -> None:
-        """Insert one flow's events for one order at the given times in ms."""
+        """Insert one flow's events for one order at the given times in ms.
+
+        `snapshot` is the ERP request body and `email` the confirmation's;
+        both default to the same content in either flow.
+        """
         candidate = flow == Flow.CANDIDATE
         body_digest = hashlib.sha256(key.encode()).hexdigest()
         snapshot = snapshot if snapshot is not None else sales_order(key)
+        email = email if email is not None else confirmation_email(key)
 
         received_kind = EventKind.MIRROR_SENT if candidate else EventKind.WEBHOOK_RECEIVED
         for at in _times(received):
@@ -106,7 +130,7 @@ class LedgerRun:
         confirmation = (EventKind.CONFIRMATION_QUARANTINED if candidate
                         else EventKind.CONFIRMATION_SENT)
         for at in _times(confirmed):
-            self.event(key, flow, confirmation, at)
+            self.event(key, flow, confirmation, at, snapshot=email)
         notice = (EventKind.PENDING_NOTICE_QUARANTINED if candidate
                   else EventKind.PENDING_NOTICE_SENT)
         for at in _times(pending_notice):

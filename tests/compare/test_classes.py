@@ -225,3 +225,66 @@ def test_inspect_order_unknown_key_returns_none(ledger: LedgerRun) -> None:
     ledger.commit()
 
     assert inspect_order(ledger.engine, ledger.run_id, "nope") is None
+
+
+def test_event_recorded_twice_counts_once(ledger: LedgerRun) -> None:
+    ledger.order("A", Flow.LEGACY, received=0, confirmed=5, submitted=30, acked=80)
+    ledger.order("A", Flow.CANDIDATE, received=1, submitted=10, acked=40, confirmed=45)
+    # The same ack and confirmation rows stored a second time.
+    ledger.event("A", Flow.CANDIDATE, EventKind.ERP_ACKED, 40, status=204)
+    ledger.event("A", Flow.CANDIDATE, EventKind.CONFIRMATION_QUARANTINED, 45)
+    ledger.commit()
+
+    analysis = analyze(ledger.engine, ledger.run_id, SMALL_RUN)
+    row = inspect_order(ledger.engine, ledger.run_id, "A")
+
+    assert row is not None
+    assert row.candidate == OrderClass.CLOSED
+    assert row.candidate_gap_ms == 5.0
+    assert not row.candidate_duplicate_erp
+    assert not row.candidate_duplicate_confirmation
+    assert analysis.evidence["repeated_events"] == 2
+    assert analysis.verdict == "GO"
+
+
+def test_second_ack_at_another_time_is_duplicate(ledger: LedgerRun) -> None:
+    ledger.order("A", Flow.CANDIDATE, received=1, submitted=[10, 60], acked=[40, 70],
+                 confirmed=45)
+
+    row = inspect(ledger, "A")
+
+    assert row.candidate == OrderClass.CLOSED
+    assert row.candidate_gap_ms == 5.0
+    assert row.candidate_duplicate_erp
+    assert "candidate got 2 ERP acknowledgements" in row.issues
+
+
+def test_no_ack_at_all_is_missing_and_unbounded(ledger: LedgerRun) -> None:
+    ledger.order("A", Flow.LEGACY, received=0, confirmed=5, submitted=30, acked=80)
+    ledger.order("A", Flow.CANDIDATE, received=1, submitted=10, throttled=[20, 30])
+    ledger.commit()
+
+    analysis = analyze(ledger.engine, ledger.run_id, SMALL_RUN)
+    row = inspect_order(ledger.engine, ledger.run_id, "A")
+
+    assert row is not None
+    assert row.candidate == OrderClass.PENDING
+    assert row.candidate_gap_ms is None
+    assert row.missing_in_candidate
+    assert analysis.verdict == "NO-GO"
+    assert analysis.candidate.webhook_to_ack.count == 0
+
+
+def test_confirmed_without_any_erp_answer_is_critical(ledger: LedgerRun) -> None:
+    ledger.order("A", Flow.LEGACY, received=0, confirmed=5, submitted=30, acked=80)
+    ledger.order("A", Flow.CANDIDATE, received=1, submitted=10, confirmed=50)
+    ledger.commit()
+
+    analysis = analyze(ledger.engine, ledger.run_id, SMALL_RUN)
+    results = {result.name: result for result in analysis.criteria_results}
+
+    assert analysis.verdict == "NO-GO"
+    assert results["no_confirmation_without_erp"].status == "FAIL"
+    assert results["no_confirmation_without_erp"].examples == ("A",)
+    assert results["no_confirmation_after_rejection"].status == "PASS"
+    assert analysis.candidate.gap.unbounded == 1

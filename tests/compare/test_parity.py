@@ -135,3 +135,55 @@ def test_ignore_paths_as_one_string_is_rejected() -> None:
 
 def test_ignore_paths_list_becomes_tuple() -> None:
     assert Normalisation(ignore_paths=[r"\['memo'\]"]).ignore_paths == (r"\['memo'\]",)
+
+
+def test_field_map_moves_candidate_lines() -> None:
+    legacy = json.dumps({"item": {"items": [{"item": {"externalId": "A"}, "rate": "5.00"}]}})
+    candidate = json.dumps({"lines": [{"sku": "A", "rate": 5}]})
+    normalisation = Normalisation(field_map=(("lines", "item.items"),
+                                             ("item.items[].sku", "item.items[].item.externalId")))
+
+    assert compare_payloads(legacy, candidate, normalisation).equal
+    assert not compare_payloads(legacy, candidate, Normalisation()).equal
+
+
+def test_field_map_keeps_real_difference() -> None:
+    legacy = json.dumps({"item": {"items": [{"item": {"externalId": "A"}, "rate": "5.00"}]}})
+    candidate = json.dumps({"lines": [{"sku": "B", "rate": 5}]})
+    normalisation = Normalisation(field_map=(("lines", "item.items"),
+                                             ("item.items[].sku", "item.items[].item.externalId")))
+
+    result = compare_payloads(legacy, candidate, normalisation)
+
+    assert not result.equal
+    assert "externalId" in result.difference
+
+
+@pytest.mark.parametrize(
+    ("legacy_rate", "candidate_rate", "equal"),
+    [
+        pytest.param("19.90", 19.899, True, id="within"),
+        pytest.param("19.905", 19.896, True, id="within-across-grid"),
+        pytest.param("19.90", 19.92, False, id="beyond"),
+        pytest.param("19.90", 20, False, id="rounded-to-units"),
+    ],
+)
+def test_decimal_tolerance(legacy_rate, candidate_rate, equal) -> None:
+    legacy = json.dumps({"item": {"items": [{"rate": "5"}, {"rate": legacy_rate}]}})
+    candidate = json.dumps({"item": {"items": [{"rate": candidate_rate}, {"rate": 5}]}})
+
+    result = compare_payloads(legacy, candidate, Normalisation(decimal_tolerance="0.01"))
+
+    assert result.equal is equal
+
+
+def test_noise_only_difference_is_equal_and_flagged() -> None:
+    legacy = sales_order("A", request_id="one")
+    candidate = sales_order("A", request_id="two")
+    normalisation = Normalisation(noise_paths=(r"\['request_id'\]",))
+
+    result = compare_payloads(legacy, candidate, normalisation)
+
+    assert result.equal
+    assert result.noise
+    assert result.paths == ("root['request_id']",)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from compare import analyze, order_timeline, render_json, render_markdown, write_reports
+from compare import Criteria, analyze, order_timeline, render_json, render_markdown, write_reports
 from cutover.events import EventKind, Flow
 from tests.compare.factories import LedgerRun, sales_order
 
@@ -106,3 +106,33 @@ def test_order_timeline_interleaves_flows(ledger: LedgerRun) -> None:
         ("candidate", "confirmation.quarantined"),
         ("legacy", "erp.acked"),
     ]
+
+
+def test_markdown_shows_new_sections(ledger: LedgerRun) -> None:
+    run_with_findings(ledger)
+
+    markdown = render_markdown(analyze(ledger.engine, ledger.run_id))
+
+    assert "## Confirmation content parity" in markdown
+    assert "### Candidate against legacy" in markdown
+    assert "| webhook → ERP acknowledged |" in markdown
+    assert "No storefront order export was given." in markdown
+    assert "| `no_duplicate_erp_order`: Candidate orders acknowledged by the ERP more than once (critical) | **PASS**" in markdown
+
+
+def test_marginal_go_is_named_in_reason(ledger: LedgerRun) -> None:
+    ledger.good_orders(99)
+    ledger.order("R", Flow.LEGACY, received=0, submitted=10, acked=50, confirmed=5)
+    ledger.order("R", Flow.CANDIDATE, received=1, submitted=10, acked=50, confirmed=60,
+                 snapshot=sales_order("R", [("7", 2, 20)]))
+    ledger.commit()
+
+    analysis = analyze(ledger.engine, ledger.run_id, Criteria(min_parity=0.99))
+    markdown = render_markdown(analysis)
+    report = json.loads(render_json(analysis))
+
+    assert "marginal, near the threshold: erp_parity." in markdown
+    assert "**MARGINAL**" in markdown
+    parity = next(item for item in report["criteria"] if item["name"] == "erp_parity")
+    assert parity["status"] == "MARGINAL"
+    assert parity["marginal_threshold"] == 1.0

@@ -34,13 +34,14 @@ async def gated_stats(session: aiohttp.ClientSession, stack: Stack) -> dict[str,
 
 
 async def run_orders(
-    settings: SandboxSettings, count: int, *, until: tuple[str, ...], concurrency: int = 32
+    settings: SandboxSettings, count: int, *, until: tuple[str, ...], concurrency: int = 32,
+    sent: int | None = None,
 ) -> dict[str, Any]:
-    """Send `count` orders to the gated flow and collect the simulators' state.
+    """Send `sent` orders (default `count`) to the gated flow and collect the simulators' state.
 
     Waits until each of the gated flow's stats counters in `until` reaches `count`.
     """
-    orders = make_orders(settings.seed, count)
+    orders = make_orders(settings.seed, count if sent is None else sent)
     async with running_stack(settings) as stack, aiohttp.ClientSession() as session:
         summary = await send_webhooks(
             stack.webhook_url("gated"), orders, settings.webhook_secret, concurrency=concurrency
@@ -326,3 +327,73 @@ def test_gated_confirm_early_fault_confirms_every_nth() -> None:
             assert messages[0]["received_at"] < stored_at
         else:
             assert messages[0]["received_at"] >= stored_at
+
+
+def test_gated_drop_fault_never_submits_nor_confirms() -> None:
+    settings = fast_settings(gated_drop_every=2)
+
+    # Of four orders, two are dropped, so two acknowledgements end the wait.
+    result = asyncio.run(run_orders(settings, 2, until=("acked", "confirmed"), concurrency=1,
+                                    sent=4))
+
+    orders = [str(order["id"]) for order in result["orders"]]
+    assert result["stats"]["dropped"] == [orders[1], orders[3]]
+    assert sorted(result["erp"]) == sorted([orders[0], orders[2]])
+    for order_id in (orders[1], orders[3]):
+        assert messages_for(result["messages"], order_id) == []
+
+
+def test_gated_submit_twice_fault_writes_erp_twice() -> None:
+    settings = fast_settings(gated_submit_twice_every=2)
+
+    result = asyncio.run(run_orders(settings, 4, until=("acked", "confirmed"), concurrency=1))
+
+    orders = [str(order["id"]) for order in result["orders"]]
+    assert result["stats"]["submitted_twice"] == [orders[1], orders[3]]
+    for order_id in orders:
+        # PUT on eid:{id} is an upsert, so the second write updates the record.
+        expected_updates = 1 if order_id in (orders[1], orders[3]) else 0
+        assert result["erp"][order_id]["updated"] == expected_updates, order_id
+        assert len(messages_for(result["messages"], order_id)) == 1
+
+
+def test_gated_round_price_fault_changes_erp_rate_and_email() -> None:
+    settings = fast_settings(gated_round_price_every=1)
+
+    result = asyncio.run(run_orders(settings, 6, until=("acked", "confirmed"), concurrency=1))
+
+    rounded = result["stats"]["price_rounded"]
+    assert rounded, "no order had a price with cents"
+    for order in result["orders"]:
+        order_id = str(order["id"])
+        rates = [line["rate"] for line in result["erp"][order_id]["record"]["item"]["items"]]
+        if order_id in rounded:
+            assert all(rate == int(rate) for rate in rates), rates
+        else:
+            assert all(float(line["price"]) == int(float(line["price"]))
+                       for line in order["line_items"])
+
+
+def test_gated_confirm_on_failure_fault_confirms_rejected() -> None:
+    settings = fast_settings(erp_reject_rate=1.0, gated_confirm_on_failure=True)
+
+    result = asyncio.run(run_orders(settings, 3, until=("exceptions", "confirmed")))
+
+    assert result["stats"]["acked"] == 0
+    assert result["erp"] == {}
+    assert sorted(result["stats"]["confirmed_after_failure"]) == sorted(
+        str(order["id"]) for order in result["orders"])
+    for order in result["orders"]:
+        categories = [message["category"]
+                      for message in messages_for(result["messages"], str(order["id"]))]
+        assert categories == ["order_confirmation"]
+
+
+def test_gated_confirm_on_failure_fault_after_giving_up() -> None:
+    settings = fast_settings(erp_error_rate=1.0, gated_max_attempts=2,
+                             gated_confirm_on_failure=True)
+
+    result = asyncio.run(run_orders(settings, 1, until=("exceptions", "confirmed")))
+
+    assert result["exceptions"][0]["reason"] == "gave up"
+    assert result["stats"]["confirmed_after_failure"] == [str(result["orders"][0]["id"])]
