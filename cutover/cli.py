@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from cutover.commands.loadtest import loadtest as loadtest_command
 from cutover.commands.report_options import (
     AaOption,
     CompareConfigOption,
@@ -264,6 +265,9 @@ def report(
     print_analysis(analysis)
     console.print("Reports: " + ", ".join(str(path) for path in paths))
     raise typer.Exit(analysis.exit_code)
+
+
+app.command("loadtest")(loadtest_command)
 
 
 def print_analysis(analysis, order_limit: int = 10) -> None:
