@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from cutover.commands.loadtest import loadtest as loadtest_command
+from cutover.commands.replay import replay as replay_command
 from cutover.commands.report_options import (
     AaOption,
     CompareConfigOption,
@@ -268,6 +269,7 @@ def report(
 
 
 app.command("loadtest")(loadtest_command)
+app.command("replay")(replay_command)
 
 
 def print_analysis(analysis, order_limit: int = 10) -> None:

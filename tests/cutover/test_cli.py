@@ -102,7 +102,7 @@ def test_demo_rejects_burst_above_orders():
 
 def test_every_option_has_help():
     group = get_command(app)
-    assert set(group.commands) >= {"demo", "shadow", "compare", "report", "loadtest"}
+    assert set(group.commands) >= {"demo", "shadow", "compare", "report", "loadtest", "replay"}
     for name, command in group.commands.items():
         assert command.help, name
         for parameter in command.params:
