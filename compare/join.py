@@ -31,7 +31,7 @@ __all__ = ["EvidenceTally", "FlowSummary", "OrderJoin", "join_orders", "summaris
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A skipped copy (body over the mirror's size limit) never reached the
 # candidate either, so it is evidence loss like a failed or dropped one.
-_MIRROR_LOSS_KINDS = frozenset(
+MIRROR_LOSS_KINDS = frozenset(
     {EventKind.MIRROR_FAILED, EventKind.MIRROR_DROPPED, EventKind.MIRROR_SKIPPED}
 )
 _KNOWN_KINDS = frozenset(EventKind)
@@ -86,7 +86,7 @@ class FlowSummary:
                 self.received_ns = at_ns
             if event.digest:
                 self.body_digests.add(event.digest)
-        elif kind in _MIRROR_LOSS_KINDS:
+        elif kind in MIRROR_LOSS_KINDS:
             self.mirror_losses += 1
         elif kind == EventKind.ERP_SUBMITTED:
             self.submissions += 1
@@ -193,7 +193,7 @@ def summarise_order(order_key: str, events: list[Event], tally: EvidenceTally) -
             continue
         if event.kind not in _KNOWN_KINDS:
             tally.unknown_kind[event.kind] += 1
-        elif event.kind in _MIRROR_LOSS_KINDS:
+        elif event.kind in MIRROR_LOSS_KINDS:
             tally.mirror_losses[event.kind] += 1
         summary.add(event, at_ns)
     return order

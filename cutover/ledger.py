@@ -1,16 +1,26 @@
 """The ledger: the event store of every run.
 
 SQLite in WAL mode is the embedded default (one file under the run's
-folder); PostgreSQL is used when the URL says so. The proxy never writes on
-its hot path: it hands rows to a `LedgerWriter`, whose thread inserts them
-in batches. Rows the writer cannot store are counted as `ledger.lost`.
+folder); PostgreSQL is used when the URL names it, and several proxy
+instances may record one run into it. The proxy never writes on its hot
+path: it hands rows to a `LedgerWriter`, whose thread inserts them in
+batches (COPY on PostgreSQL). Rows the writer cannot store are counted as
+`ledger.lost`.
+
+`open_ledger` brings the schema to the current Alembic revision (see
+`cutover/migrations/`) and rejects a ledger written by a newer cutover.
+Each proxy instance registers itself in `proxy_instances` with its wall
+clock's offset from the ledger server's clock, so the comparator can state
+how far apart the instances' clocks may be.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,22 +28,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Text, event
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, event, inspect, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 __all__ = [
     "Event",
     "LedgerError",
     "LedgerWriter",
+    "ProxyInstance",
     "Run",
     "RunCounter",
     "finish_run",
+    "insert_events",
     "iter_events",
     "ledger_url_for",
+    "list_instances",
     "load_counters",
+    "measure_clock_offset",
     "open_ledger",
+    "register_instance",
     "safe_url",
     "start_run",
     "utc_now",
@@ -46,6 +61,15 @@ DEFAULT_FLUSH_INTERVAL_S = 0.2
 # Rows kept in memory while the database is unreachable; beyond this the
 # oldest rows are lost and counted.
 DEFAULT_BUFFER_ROWS = 200_000
+# Waits between attempts to reach a ledger that failed: doubling from the
+# first to the last, then staying there.
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 10.0
+# Round trips to the ledger server when measuring a proxy's clock offset;
+# the one with the shortest round trip is kept.
+CLOCK_SAMPLES = 8
+_EVENT_COLUMNS = ("run_id", "order_key", "flow", "kind", "wall_time", "mono_ns", "instance_id",
+                  "route", "http_flow_id", "status", "latency_ms", "snapshot", "digest", "detail")
 
 
 class LedgerError(Exception):
@@ -105,6 +129,25 @@ class RunCounter(SQLModel, table=True):
     value: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
 
 
+class ProxyInstance(SQLModel, table=True):
+    """One proxy instance recording into a run, with its measured clock offset."""
+
+    __tablename__ = "proxy_instances"
+
+    run_id: str = Field(primary_key=True, max_length=64)
+    instance_id: str = Field(primary_key=True, max_length=64)
+    host_name: str = Field(max_length=255)
+    pid: int | None = None
+    started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # The instance's wall clock minus the reference clock, in ms, and the
+    # bound on the error of that figure (half the round trip of the
+    # measurement). None when no reference clock was reachable.
+    clock_offset_ms: float | None = None
+    clock_uncertainty_ms: float | None = None
+    clock_reference: str = Field(default="", max_length=64,
+                                 description="what the offset was measured against")
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -123,7 +166,13 @@ def _enable_sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
 
 
 def open_ledger(url: str, *, create: bool = True) -> Engine:
-    """Open the ledger at `url` and create its tables when they are missing."""
+    """Open the ledger at `url` and bring its schema to the current revision.
+
+    With `create`, an empty database gets the tables; without it, an empty
+    database is left as it is (readers then fail on the missing tables).
+    Raises LedgerError when the database is unreachable, the driver is
+    missing or the ledger was written by a newer cutover.
+    """
     if url.startswith("postgresql://"):
         # psycopg 3 is the driver we depend on; SQLAlchemy's bare scheme
         # would pick psycopg2.
@@ -135,8 +184,7 @@ def open_ledger(url: str, *, create: bool = True) -> Engine:
             event.listen(engine, "connect", _enable_sqlite_wal)
         else:
             engine = create_engine(url, pool_pre_ping=True)
-        if create:
-            SQLModel.metadata.create_all(engine)
+        _migrate(engine, create=create)
     except SQLAlchemyError as exc:
         raise LedgerError(f"Can't open the ledger at {safe_url(url)}: {exc}") from exc
     except ModuleNotFoundError as exc:
@@ -144,6 +192,31 @@ def open_ledger(url: str, *, create: bool = True) -> Engine:
             f"Can't open the ledger at {safe_url(url)}: driver {exc.name!r} is not installed."
         ) from exc
     return engine
+
+
+def _migrate(engine: Engine, *, create: bool) -> None:
+    """Upgrade the schema to the newest Alembic revision in `cutover/migrations/versions/`."""
+    from cutover import migrations
+
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Proxies starting together must not create the tables twice.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": migrations.LOCK_KEY})
+        tables = set(inspect(connection).get_table_names())
+        if not tables & {"events", "alembic_version"} and not create:
+            return
+        revision = migrations.current_revision(connection)
+        if revision is not None and not migrations.is_known(revision):
+            raise LedgerError(
+                f"The ledger at {safe_url(str(engine.url))} has schema revision {revision!r}, "
+                f"which this cutover does not know (its newest is {migrations.head()!r}): "
+                f"it was written by a newer cutover. Upgrade cutover to read it."
+            )
+        if revision is None and "events" in tables:
+            # Ledgers from before migrations have the first revision's tables.
+            migrations.stamp(connection, migrations.INITIAL)
+        migrations.upgrade(connection)
 
 
 def safe_url(url: str) -> str:
@@ -211,6 +284,125 @@ def load_counters(engine: Engine, run_id: str) -> dict[str, int]:
     return totals
 
 
+def insert_events(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert event rows (dicts of `Event` columns without `id`) in one batch.
+
+    PostgreSQL gets COPY, which sends the batch as one stream without a
+    statement per row; other databases get an executemany INSERT.
+    """
+    if not rows:
+        return
+    if connection.dialect.name != "postgresql":
+        connection.execute(Event.__table__.insert(), rows)
+        return
+
+    import psycopg
+
+    columns = ", ".join(_EVENT_COLUMNS)
+    statement = f"COPY events ({columns}) FROM STDIN"
+    driver = connection.connection.driver_connection
+    # COPY goes through the driver, so its errors arrive unwrapped; they are
+    # mapped onto SQLAlchemy's, which tell a refused row from a lost server.
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(tuple(row.get(name) for name in _EVENT_COLUMNS))
+    except (psycopg.DataError, psycopg.IntegrityError) as exc:
+        raise DataError(statement, None, exc) from exc
+    except psycopg.Error as exc:
+        raise OperationalError(statement, None, exc) from exc
+
+
+def measure_clock_offset(engine: Engine, samples: int = CLOCK_SAMPLES) -> tuple[float, float, str]:
+    """Measure this host's wall clock against the ledger server's clock.
+
+    Returns (offset ms, uncertainty ms, reference). The offset is local time
+    minus server time at the midpoint of the fastest of `samples` round
+    trips. The server read its clock somewhere within that round trip, so
+    half of it bounds the error. A SQLite ledger is a file on this host, so
+    its reference is this host's own clock: offset and uncertainty are 0.
+    """
+    if engine.dialect.name == "sqlite":
+        return 0.0, 0.0, "local clock (SQLite ledger)"
+
+    best: tuple[int, int, int] | None = None
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))  # the first query pays for the connection set-up
+            for _ in range(max(1, samples)):
+                sent_ns = time.time_ns()
+                server = connection.execute(text("SELECT clock_timestamp()")).scalar_one()
+                received_ns = time.time_ns()
+                if best is None or received_ns - sent_ns < best[1] - best[0]:
+                    best = (sent_ns, received_ns, _epoch_ns(server))
+    except SQLAlchemyError as exc:
+        raise LedgerError(f"Can't measure the clock offset against the ledger server: {exc}") from exc
+
+    assert best is not None
+    sent_ns, received_ns, server_ns = best
+    offset_ms = ((sent_ns + received_ns) / 2 - server_ns) / 1e6
+    # PostgreSQL timestamps have microsecond resolution.
+    uncertainty_ms = (received_ns - sent_ns) / 2e6 + 0.001
+    return round(offset_ms, 3), round(uncertainty_ms, 3), "postgresql clock_timestamp()"
+
+
+def _epoch_ns(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def register_instance(
+    engine: Engine, run_id: str, instance_id: str, *, measure_clock: bool = True
+) -> ProxyInstance:
+    """Record that a proxy instance records into `run_id`, with its measured clock offset.
+
+    Registering again (a restarted proxy) replaces the earlier row. A failed
+    clock measurement is logged and stored as an unknown offset, so the
+    comparator treats that instance's wall-clock gaps as unbounded.
+    """
+    offset_ms = uncertainty_ms = None
+    reference = "not measured"
+    if measure_clock:
+        try:
+            offset_ms, uncertainty_ms, reference = measure_clock_offset(engine)
+        except LedgerError as exc:
+            log.error("Can't measure the clock of instance %s (run %s): %s", instance_id, run_id, exc)
+            reference = "measurement failed"
+
+    instance = ProxyInstance(
+        run_id=run_id, instance_id=instance_id, host_name=socket.gethostname(), pid=os.getpid(),
+        started_at=utc_now(), clock_offset_ms=offset_ms, clock_uncertainty_ms=uncertainty_ms,
+        clock_reference=reference,
+    )
+    try:
+        with Session(engine) as session:
+            existing = session.get(ProxyInstance, (run_id, instance_id))
+            if existing is not None:
+                session.delete(existing)
+                session.flush()
+            session.add(instance)
+            session.commit()
+            session.refresh(instance)
+    except SQLAlchemyError as exc:
+        raise LedgerError(f"Can't register instance {instance_id!r} of run {run_id!r}: {exc}") from exc
+    log.info("Instance %s of run %s registered: clock offset %s ms (within %s ms, against %s)",
+             instance_id, run_id, offset_ms, uncertainty_ms, reference)
+    return instance
+
+
+def list_instances(engine: Engine, run_id: str) -> list[ProxyInstance]:
+    """Return the proxy instances registered for a run, by instance id."""
+    statement = (select(ProxyInstance).where(ProxyInstance.run_id == run_id)
+                 .order_by(ProxyInstance.instance_id))
+    try:
+        with Session(engine) as session:
+            return list(session.exec(statement))
+    except SQLAlchemyError as exc:
+        raise LedgerError(f"Can't read the proxy instances of run {run_id!r}: {exc}") from exc
+
+
 class LedgerWriter:
     """Insert event rows in batches from a background thread.
 
@@ -249,6 +441,9 @@ class LedgerWriter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._failing_since: float | None = None
+        self._retry_at: float | None = None
+        self._retry_wait_s = RETRY_FIRST_S
+        self._overflow_logged = False
         self.written = 0
 
     def start(self) -> None:
@@ -280,9 +475,22 @@ class LedgerWriter:
     def _run(self) -> None:
         while not self._stop.is_set():
             deadline = time.monotonic() + self._flush_interval_s
-            self._drain(deadline)
+            try:
+                self._drain(deadline)
+                if self._retry_at is None or time.monotonic() >= self._retry_at:
+                    self._flush()
+            except Exception:  # the thread must outlive any one failure
+                log.exception("Ledger writer failed (run %s); %d rows kept for the next try",
+                              self._run_id, len(self._pending))
+                self._stop.wait(self._flush_interval_s)
+
+        # A drain takes at most a few batches while the ledger is reachable,
+        # so drain and flush until the inbox is empty.
+        while True:
+            self._drain(None)
+            if self._inbox.empty():
+                break
             self._flush()
-        self._drain(None)
         self._flush(final=True)
 
     def _drain(self, deadline: float | None) -> None:
@@ -316,6 +524,11 @@ class LedgerWriter:
         if overflow > 0:
             del self._pending[:overflow]
             self.count("ledger.lost", overflow)
+            if not self._overflow_logged:
+                self._overflow_logged = True
+                log.error("Ledger buffer full (%d rows, run %s, instance %s): dropping the oldest "
+                          "rows and counting them as ledger.lost", self._buffer_rows, self._run_id,
+                          self._instance_id)
 
     def _flush(self, final: bool = False) -> None:
         while self._pending or final:
@@ -323,9 +536,17 @@ class LedgerWriter:
             try:
                 with self._engine.begin() as connection:
                     if rows:
-                        connection.execute(Event.__table__.insert(), rows)
+                        self._insert(connection, rows)
                     if final or len(self._pending) <= self._batch_size:
                         self._write_counters(connection)
+            except (DataError, IntegrityError) as exc:
+                # The database answered, but refused a row (a value too long
+                # for its column, say). One bad row must not block the rest.
+                done = self._insert_row_by_row(rows, exc)
+                del self._pending[:done]
+                if done < len(rows):
+                    return  # the database went away meanwhile; retry later
+                continue
             except SQLAlchemyError as exc:
                 self._report_failure(exc)
                 if final:
@@ -335,13 +556,48 @@ class LedgerWriter:
                     self._pending.clear()
                 return
             if self._failing_since is not None:
-                log.warning("Ledger reachable again (run %s)", self._run_id)
+                log.warning("Ledger reachable again after %.1f s (run %s), %d rows waiting",
+                            time.monotonic() - self._failing_since, self._run_id, len(self._pending))
                 self._failing_since = None
+                self._retry_at = None
+                self._retry_wait_s = RETRY_FIRST_S
+                self._overflow_logged = False
             del self._pending[: len(rows)]
             self.written += len(rows)
             if not self._pending:
                 return
 
+    def _insert(self, connection: Connection, rows: list[dict[str, Any]]) -> None:
+        insert_events(connection, rows)
+
+    def _insert_row_by_row(self, rows: list[dict[str, Any]], first_error: Exception) -> int:
+        """Insert `rows` one at a time, counting the ones the database rejects.
+
+        Returns how many rows were dealt with (stored or rejected); fewer than
+        all when the database became unreachable on the way.
+        """
+        rejected = 0
+        done = 0
+        for row in rows:
+            try:
+                with self._engine.begin() as connection:
+                    self._insert(connection, [row])
+            except (DataError, IntegrityError) as exc:
+                rejected += 1
+                log.error("Ledger rejected a %s event of order %.40r (run %s): %s",
+                          row.get("kind"), row.get("order_key"), self._run_id,
+                          str(exc.orig).splitlines()[0] if exc.orig else exc.__class__.__name__)
+            except SQLAlchemyError as exc:
+                self._report_failure(exc)
+                break
+            else:
+                self.written += 1
+            done += 1
+        if rejected:
+            self.count("ledger.rejected", rejected)
+        log.warning("Batch of %d events split after %s; %d rejected (run %s)",
+                    len(rows), first_error.__class__.__name__, rejected, self._run_id)
+        return done
     def _write_counters(self, connection: Any) -> None:
         counters = self.counters()
         if not counters:
@@ -362,7 +618,13 @@ class LedgerWriter:
                 )
 
     def _report_failure(self, exc: SQLAlchemyError) -> None:
+        now = time.monotonic()
         if self._failing_since is None:
-            self._failing_since = time.monotonic()
-            log.error("Can't write to the ledger (run %s), keeping %d rows in memory: %s",
-                      self._run_id, len(self._pending), exc.__class__.__name__)
+            self._failing_since = now
+            log.error("Can't write to the ledger (run %s), keeping up to %d rows in memory "
+                      "and retrying: %s", self._run_id, self._buffer_rows, exc.__class__.__name__)
+        else:
+            log.debug("Ledger still unreachable (run %s), next attempt in %.1f s",
+                      self._run_id, self._retry_wait_s)
+        self._retry_at = now + self._retry_wait_s
+        self._retry_wait_s = min(self._retry_wait_s * 2, RETRY_MAX_S)

@@ -15,7 +15,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from cutover.ledger import LedgerError, LedgerWriter, open_ledger, safe_url, start_run
+from cutover.ledger import (
+    LedgerError,
+    LedgerWriter,
+    open_ledger,
+    register_instance,
+    safe_url,
+    start_run,
+)
 
 __all__ = ["Recorder"]
 
@@ -104,6 +111,7 @@ class Recorder:
         try:
             engine = open_ledger(self.url)
             start_run(engine, self.run_id, "shadow", self._run_settings)
+            register_instance(engine, self.run_id, self._instance_id)
         except LedgerError as exc:
             # A warning, not an error: mitmdump exits on an error logged while
             # it starts, and forwarding must go on.
