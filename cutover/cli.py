@@ -15,7 +15,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from cutover.commands.ledger import ledger_app
 from cutover.commands.loadtest import loadtest as loadtest_command
 from cutover.commands.replay import replay as replay_command
 from cutover.commands.report_options import (
@@ -69,7 +71,9 @@ def main() -> None:
 
 
 def fail(message: str) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    # The message is escaped: it quotes TOML tables, regexes and order keys,
+    # whose brackets rich would otherwise take for markup.
+    errors.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_ERROR)
 
 
@@ -83,18 +87,71 @@ def newest_run(runs_dir: Path) -> str:
     return runs[-1].name
 
 
-def resolve_ledger(ledger: str | None, run_id: str, runs_dir: Path) -> str:
-    """Turn --ledger (a URL, a file, or nothing) into a ledger URL."""
-    from cutover.ledger import ledger_url_for
+SQLITE_HEADER = b"SQLite format 3\x00"
 
-    if ledger and "://" in ledger:
-        return ledger
-    path = Path(ledger) if ledger else runs_dir / run_id / "ledger.sqlite"
+
+def open_run_ledger(run: str | None, ledger: str | None, runs_dir: Path):
+    """Return (run id, ledger engine) for a command that reads a run.
+
+    With --ledger the run defaults to the ledger's newest run; without it,
+    to the newest run folder under --runs-dir.
+    """
+    from cutover.ledger import LedgerError, open_ledger
+
+    if ledger is None:
+        run_id = run or newest_run(runs_dir)
+        url = _sqlite_url(runs_dir / run_id / "ledger.sqlite")
+    else:
+        url = ledger if "://" in ledger else _sqlite_url(Path(ledger))
+    try:
+        engine = open_ledger(url, create=False)
+        if ledger is not None and run is None:
+            run = newest_run_id(engine)
+            if run is None:
+                raise fail(f"The ledger {ledger} holds no run yet.")
+        return run or run_id, engine
+    except LedgerError as exc:
+        raise fail(str(exc)) from exc
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def newest_run_id(engine) -> str | None:
+    """Return the id of the ledger's most recently started run, or None."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlmodel import Session, select
+
+    from cutover.ledger import Run
+
+    try:
+        with Session(engine) as session:
+            return session.exec(select(Run.id).order_by(Run.started_at.desc()).limit(1)).first()
+    except SQLAlchemyError as exc:
+        raise fail(f"Can't read the runs of the ledger: {exc.__class__.__name__}. "
+                   "Is it a cutover ledger?") from exc
+
+
+def _sqlite_url(path: Path) -> str:
+    """Check that `path` is a SQLite file before anything opens (and so changes) it."""
     if path.is_dir():
         path = path / "ledger.sqlite"
     if not path.exists():
         raise fail(f"Ledger file {path} not found. Pass --ledger with a SQLite file or a URL.")
-    return ledger_url_for(path.parent) if path.name == "ledger.sqlite" else f"sqlite:///{path.resolve()}"
+    with path.open("rb") as handle:
+        if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+            raise fail(f"{path} is not a SQLite ledger (empty, or another kind of file). "
+                       "Pass the ledger.sqlite of a run folder, or a postgresql:// URL.")
+    return f"sqlite:///{path.resolve()}"
 
 
 @app.command()
@@ -168,10 +225,24 @@ def shadow(
 ) -> None:
     """Run the shadow proxy (mitmdump with the cutover addon) in the foreground."""
     from cutover.processes import ProcessError, mitmdump_command
-    from shadow.config import ConfigError, load_config
+    from shadow.config import (
+        ConfigError,
+        check_ledger_url,
+        check_run_id,
+        load_config,
+        parse_listen,
+    )
+    from shadow.modes import read_mode
 
     try:
         parsed = load_config(config)
+        mode = read_mode(config)
+        if ledger:
+            check_ledger_url(ledger, "--ledger")
+        if run_id:
+            check_run_id(run_id, "--run-id")
+        if metrics:
+            parse_listen(metrics, "--metrics")
         extra = []
         for option, value in (("cutover_ledger", ledger), ("cutover_run_id", run_id),
                               ("cutover_instance", instance), ("cutover_metrics", metrics)):
@@ -184,12 +255,23 @@ def shadow(
         raise fail(str(exc)) from exc
 
     if print_command:
-        console.print(" ".join(command), highlight=False, soft_wrap=True)
+        console.print(" ".join(command), highlight=False, soft_wrap=True, markup=False)
         return
+    busy = [route for route in parsed.routes if not _port_free(route.listen_host, route.listen_port)]
+    if busy:
+        raise fail("Port(s) already in use: " + ", ".join(
+            f"{route.listen_host}:{route.listen_port} (route {route.name!r})" for route in busy
+        ) + ". Stop what listens there or change `listen` in the configuration.")
     for route in parsed.routes:
         console.print(f"{route.name:>18}: {route.listen_host}:{route.listen_port} -> {route.upstream}"
                       + (f" (mirror to {route.mirror_to})" if route.mirror_to else "")
-                      + (" [quarantined]" if route.quarantine else ""), highlight=False)
+                      + (" [quarantined]" if route.quarantine else ""), highlight=False, markup=False)
+        if route.role == "email" and route.flow == "candidate" and not route.quarantine:
+            errors.print(f"warning: route {route.name!r} forwards the candidate's emails to "
+                         f"{route.upstream}; customers may get them. Set quarantine = true "
+                         "during a parallel run.", markup=False, highlight=False)
+    console.print(f"mode {mode}; send SIGHUP to pid {os.getpid()} to re-read it", markup=False,
+                  highlight=False)
     sys.stdout.flush()
     os.execv(command[0], command)
 
@@ -204,11 +286,10 @@ def compare(
 ) -> None:
     """Join a run's events per order and show the outcome per flow."""
     from compare import analyze, inspect_order, order_timeline
-    from cutover.ledger import LedgerError, open_ledger
+    from cutover.ledger import LedgerError
 
-    run_id = run or newest_run(runs_dir)
+    run_id, engine = open_run_ledger(run, ledger, runs_dir)
     try:
-        engine = open_ledger(resolve_ledger(ledger, run_id, runs_dir), create=False)
         if order:
             print_timeline(order_timeline(engine, run_id, order), order)
             print_order_findings(inspect_order(engine, run_id, order))
@@ -241,18 +322,17 @@ def report(
         parse_formats,
         write_aa_calibration,
     )
-    from cutover.ledger import LedgerError, open_ledger
+    from cutover.ledger import LedgerError
 
-    run_id = run or newest_run(runs_dir)
     try:
         formats = parse_formats(report_format)
         inputs = build_analysis_inputs(compare_config, orders_export, orders_export_key,
                                        min_orders=min_orders, min_parity=min_parity)
     except ReportOptionError as exc:
         raise fail(str(exc)) from exc
+    run_id, engine = open_run_ledger(run, ledger, runs_dir)
     folder = out or Path("reports") / run_id
     try:
-        engine = open_ledger(resolve_ledger(ledger, run_id, runs_dir), create=False)
         if aa:
             paths = write_aa_calibration(engine, run_id, inputs, folder)
             console.print("Noise calibration: " + ", ".join(str(path) for path in paths))
@@ -270,6 +350,7 @@ def report(
 
 app.command("loadtest")(loadtest_command)
 app.command("replay")(replay_command)
+app.add_typer(ledger_app, name="ledger")
 
 
 def print_analysis(analysis, order_limit: int = 10) -> None:
@@ -287,10 +368,11 @@ def print_order_findings(row) -> None:
     console.print(f"legacy: {row.legacy}, gap {gap(row.legacy_gap_ms)}; "
                   f"candidate: {row.candidate}, gap {gap(row.candidate_gap_ms)}", highlight=False)
     for issue in row.issues:
-        console.print(f"- {issue}", highlight=False)
+        console.print(f"- {issue}", highlight=False, markup=False)
     if row.payload is not None:
         console.print("ERP payloads: " + ("equal after normalisation" if row.payload.equal
-                                          else row.payload.difference), highlight=False)
+                                          else row.payload.difference), highlight=False,
+                      markup=False)
 
 
 def print_timeline(events, order_key: str) -> None:

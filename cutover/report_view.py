@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from compare import Analysis, Severity, Verdict
@@ -59,7 +60,7 @@ def render_analysis(console: Console, analysis: Analysis, *, order_limit: int = 
         criteria.add_column(header)
     for result in analysis.criteria_results:
         style = {"PASS": "green", "MARGINAL": "yellow"}.get(str(result.status), "red")
-        examples = ", ".join(result.examples[:3]) + (" …" if len(result.examples) > 3 else "")
+        examples = escape(", ".join(result.examples[:3])) + (" …" if len(result.examples) > 3 else "")
         criteria.add_row(
             result.name + (" (critical)" if result.critical else ""),
             f"[{style}]{result.status}[/]",
@@ -82,8 +83,9 @@ def render_analysis(console: Console, analysis: Analysis, *, order_limit: int = 
         for header in ("order key", "legacy", "gap ms", "candidate", "gap ms", "findings"):
             orders.add_column(header)
         for row in rows:
-            orders.add_row(row.order_key, str(row.legacy), _ms(row.legacy_gap_ms),
-                           str(row.candidate), _ms(row.candidate_gap_ms), "; ".join(row.issues))
+            orders.add_row(escape(row.order_key), str(row.legacy), _ms(row.legacy_gap_ms),
+                           str(row.candidate), _ms(row.candidate_gap_ms),
+                           escape("; ".join(row.issues)))
         console.print(orders)
 
     losses = {name: value for name, value in {**analysis.counters, **analysis.evidence}.items()
@@ -104,10 +106,11 @@ def _figure(value: float | None, unit: str) -> str:
 
 def render_timeline(console: Console, events: Sequence[Event], order_key: str) -> None:
     if not events:
-        console.print(f"No events for order {order_key}.")
+        console.print(f"No events for order {order_key}.", markup=False, highlight=False)
         return
     start = min(event.mono_ns for event in events)
-    table = Table(title=f"Order {order_key} (times from its first event)", title_justify="left")
+    table = Table(title=f"Order {escape(order_key)} (times from its first event)",
+                  title_justify="left")
     table.add_column("+ms", justify="right", no_wrap=True)
     table.add_column("flow", no_wrap=True)
     table.add_column("event", no_wrap=True)
@@ -120,6 +123,6 @@ def render_timeline(console: Console, events: Sequence[Event], order_key: str) -
         table.add_row(
             f"{(event.mono_ns - start) / 1e6:,.1f}", event.flow, event.kind,
             str(event.status or ""), _ms(event.latency_ms) if event.latency_ms else "",
-            ", ".join(f"{k}={v}" for k, v in shown.items()),
+            escape(", ".join(f"{k}={v}" for k, v in shown.items())),
         )
     console.print(table)

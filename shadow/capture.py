@@ -10,6 +10,7 @@ included, because a replay must be able to re-send them byte for byte.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from pathlib import Path
@@ -30,7 +31,9 @@ class CaptureWriter:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._file = path.open("ab")
+        # Owner-only: the capture holds customers' data unredacted.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._file = os.fdopen(descriptor, "ab")
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(CAPTURE_QUEUE_SIZE)
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._thread.start()

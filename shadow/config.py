@@ -55,6 +55,19 @@ __all__ = [
 
 ROLES = ("ingress", "erp", "email")
 
+TOP_LEVEL_KEYS = {"mode", "route", "routes", "mirror", "ledger", "metrics"}
+MIRROR_KEYS = {"queue_size", "concurrency", "timeout_s", "max_body_bytes", "sample"}
+LEDGER_KEYS = {"url", "run_id", "instance_id"}
+_COMMON_ROUTE_KEYS = {"name", "role", "flow", "listen", "upstream", "key", "preset", "host_header"}
+ROUTE_KEYS = {
+    "ingress": _COMMON_ROUTE_KEYS | {"mirror_to", "mirror_host_header", "legacy_confirmation_from"},
+    "erp": _COMMON_ROUTE_KEYS | {"path_key", "submit_methods"},
+    "email": _COMMON_ROUTE_KEYS | {"quarantine", "kind", "confirmation", "pending_notice"},
+}
+ALL_ROUTE_KEYS = set().union(*ROUTE_KEYS.values())
+LEDGER_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+psycopg://")
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
 DEFAULT_ERP_SUBMIT_METHODS = ("POST", "PUT", "PATCH")
 
 # Sources of a storefront-sent confirmation's time: the webhook's
@@ -159,6 +172,9 @@ def load_config(path: Path) -> ShadowConfig:
 
 
 def parse_config(data: dict[str, Any], *, source: str = "configuration") -> ShadowConfig:
+    # A misspelt key must not pass silently: `quarantin = true` would let the
+    # candidate's emails reach customers.
+    _check_keys(data, TOP_LEVEL_KEYS, "the top level", source)
     routes_data = data.get("route", data.get("routes"))
     if not isinstance(routes_data, list) or not routes_data:
         raise ConfigError(
@@ -169,6 +185,9 @@ def parse_config(data: dict[str, Any], *, source: str = "configuration") -> Shad
 
     mirror_data = _table(data, "mirror", source)
     ledger_data = _table(data, "ledger", source)
+    _check_keys(mirror_data, MIRROR_KEYS, "[mirror]", source)
+    _check_keys(ledger_data, LEDGER_KEYS, "[ledger]", source)
+    _check_keys(_table(data, "metrics", source), {"listen"}, "[metrics]", source)
     mirror = MirrorSpec(
         queue_size=_positive_int(mirror_data, "queue_size", MirrorSpec.queue_size, "mirror", source),
         concurrency=_positive_int(mirror_data, "concurrency", MirrorSpec.concurrency, "mirror", source),
@@ -181,8 +200,8 @@ def parse_config(data: dict[str, Any], *, source: str = "configuration") -> Shad
     return ShadowConfig(
         routes=routes,
         mirror=mirror,
-        ledger_url=str(ledger_data.get("url", "")),
-        run_id=str(ledger_data.get("run_id", "")),
+        ledger_url=check_ledger_url(str(ledger_data.get("url", "")), f"{source}: [ledger] url"),
+        run_id=check_run_id(str(ledger_data.get("run_id", "")), f"{source}: [ledger] run_id"),
         instance_id=str(ledger_data.get("instance_id", "proxy-1")),
         metrics_listen=_metrics_listen(_table(data, "metrics", source), source),
     )
@@ -217,8 +236,11 @@ def _parse_route(item: Any, index: int, source: str) -> RouteSpec:
     where = f"{source}: route {name!r}"
 
     role = item.get("role")
+    if role is None:
+        raise ConfigError(f"{where}: role is missing; set it to one of {', '.join(ROLES)}.")
     if role not in ROLES:
         raise ConfigError(f"{where}: role must be one of {', '.join(ROLES)}, but got {role!r}")
+    _check_keys(item, ALL_ROUTE_KEYS, "this route", where)
 
     listen_host, listen_port = parse_listen(item.get("listen"), where)
     upstream = _parse_url(item.get("upstream"), "upstream", where)
@@ -279,6 +301,14 @@ def _parse_route(item: Any, index: int, source: str) -> RouteSpec:
         email_kinds = _parse_email_kinds(item, preset, where)
 
     legacy_confirmation_from = _parse_legacy_confirmation(item, preset, where)
+
+    # Checked last, so the specific messages above come first.
+    misplaced = sorted(set(item) - ROUTE_KEYS[role])
+    if misplaced:
+        owners = {key: [r for r in ROLES if key in ROUTE_KEYS[r]] for key in misplaced}
+        raise ConfigError(f"{where}: " + "; ".join(
+            f"{key} is only valid on {' or '.join(owners[key])} routes" for key in misplaced
+        ) + f", not on a route with role = {role!r}.")
 
     return RouteSpec(
         name=name,
@@ -416,7 +446,40 @@ def _positive_float(
     return float(value)
 
 
+def _check_keys(table: dict[str, Any], known: set[str], where: str, source: str) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {', '.join(map(repr, unknown))} in {where}; "
+            f"the known keys are {', '.join(sorted(known))}. Check the spelling."
+        )
+
+
+def check_ledger_url(url: str, where: str) -> str:
+    """Accept an empty URL (the default SQLite file) or a SQLite or PostgreSQL URL."""
+    if url and not url.startswith(LEDGER_SCHEMES):
+        raise ConfigError(
+            f"{where} must start with sqlite:/// or postgresql://, but got {url.split('@')[-1]!r}"
+        )
+    return url
+
+
+def check_run_id(run_id: str, where: str) -> str:
+    """Accept an empty id (a new one is made) or letters, digits, '.', '_' and '-'."""
+    if run_id and (not RUN_ID_PATTERN.fullmatch(run_id) or run_id.startswith(".")):
+        raise ConfigError(
+            f"{where} may hold only letters, digits, '.', '_' and '-' (it names a folder "
+            f"under runs/), but got {run_id!r}"
+        )
+    return run_id
+
+
 def _check_routes(routes: tuple[RouteSpec, ...], source: str) -> None:
+    names = [route.name for route in routes]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"{source}: route name(s) {', '.join(map(repr, repeated))} used more "
+                          "than once; give each route its own name, the ledger records it.")
     ports: dict[int, str] = {}
     for route in routes:
         if route.listen_port in ports:

@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 # must not exhaust the proxy); the raw bytes are still forwarded.
 MAX_DECODED_BODY = 8 * 1024 * 1024
 
+# Longest order key the ledger stores (its order_key column); a longer one
+# is recorded as uncorrelated rather than refused by the database.
+MAX_KEY_LENGTH = 128
+
 # How many http flows remember their order key for the events that follow
 # them (the answer, the mirror's result).
 KEY_CACHE_SIZE = 200_000
@@ -256,7 +260,13 @@ class EventBuilder:
 
     def __call__(self, observation: Observation) -> dict[str, Any] | None:
         handler = getattr(self, "_on_" + observation.kind.replace(".", "_"))
-        return handler(observation)
+        try:
+            return handler(observation)
+        except RecursionError:
+            # A body that parses but is nested too deeply for a rule or the
+            # redaction is still traffic the ledger must show.
+            return self._uncorrelated(observation, "body nested too deeply to process",
+                                      {"path": observation.path})
 
     def _on_webhook(self, obs: Observation) -> dict[str, Any]:
         preset = _storefront(obs.route)
@@ -584,6 +594,8 @@ class EventBuilder:
             document = json.loads(decode_body(obs.body, encoding))
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             return None, None, f"body is not JSON: {exc.__class__.__name__}"
+        except RecursionError:
+            return None, None, "body is JSON nested too deeply to parse"
         try:
             value = obs.route.key_rule.search(document)
         except Exception as exc:
@@ -591,6 +603,9 @@ class EventBuilder:
         key = key_text(value)
         if key is None:
             return None, document, f"key rule {obs.route.key_rule_text!r} found no order key"
+        if len(key) > MAX_KEY_LENGTH:
+            return None, document, (f"order key of {len(key)} characters is longer than "
+                                    f"{MAX_KEY_LENGTH}, the ledger's limit")
         return key, document, ""
 
     def _remember(self, http_flow_id: str, key: str | None) -> None:

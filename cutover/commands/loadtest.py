@@ -113,6 +113,9 @@ def loadtest(
         raise _fail("--remote-workers needs a fixed port in --master-bind, such as 0.0.0.0:5557, "
                     "so that the workers know where to connect.")
 
+    if bodies is not None and not bodies.is_file():
+        raise _fail(f"--bodies {bodies} not found or not a file. Give a JSON-lines file of "
+                    "captured orders, such as one `cutover replay` reads.")
     run_id = run_id or new_run_id()
     settings = None
     if sandbox:

@@ -35,7 +35,7 @@ __all__ = [
 CompareConfigOption = Annotated[
     Path | None,
     typer.Option("--compare-config",
-                 help="TOML file with [compare.criteria] thresholds and [compare.normalisation] "
+                 help="TOML file with \\[compare.criteria] thresholds and \\[compare.normalisation] "
                       "rules. --min-orders and --min-parity, when given, override it."),
 ]
 OrdersExportOption = Annotated[

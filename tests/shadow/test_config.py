@@ -132,3 +132,29 @@ def test_config_legacy_confirmation_only_on_ingress():
            "legacy_confirmation_from": "created_at"}
     with pytest.raises(ConfigError, match="legacy_confirmation_from is only valid on the ingress"):
         parse_config({"route": [INGRESS, erp]})
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param({"route": [INGRESS, {"name": "email", "role": "email", "listen": 18201,
+                                          "upstream": "http://127.0.0.1:1", "quarantin": True}]},
+                     "unknown key\\(s\\) 'quarantin' in this route", id="misspelt-quarantine"),
+        pytest.param({"route": [INGRESS], "mirrror": {}}, "unknown key\\(s\\) 'mirrror' in the top level",
+                     id="misspelt-table"),
+        pytest.param({"route": [INGRESS], "mirror": {"queue": 5}}, "unknown key\\(s\\) 'queue' in \\[mirror\\]",
+                     id="misspelt-mirror-key"),
+        pytest.param({"route": [{**INGRESS, "kind": "categories[0]"}]},
+                     "kind is only valid on email routes", id="kind-on-ingress"),
+        pytest.param({"route": [INGRESS], "ledger": {"url": "foo://bar"}},
+                     "url must start with sqlite:/// or postgresql://", id="ledger-scheme"),
+        pytest.param({"route": [INGRESS], "ledger": {"run_id": "../../evil"}},
+                     "run_id may hold only letters", id="run-id-path"),
+        pytest.param({"route": [INGRESS, {**INGRESS, "listen": 18299}]},
+                     "route name\\(s\\) 'ingress' used more than once", id="duplicate-name"),
+        pytest.param({"route": [{**INGRESS, "role": None}]}, "role is missing", id="missing-role"),
+    ],
+)
+def test_config_rejects_typos_and_unsafe_values(data, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)

@@ -147,3 +147,18 @@ def test_webhook_without_preset_ignores_other_platforms_headers():
     detail = json.loads(row["detail"])
     assert detail["delivery_id"] is None
     assert "c2VjcmV0" not in row["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        pytest.param(b"[" * 10_000 + b"]" * 10_000, "nested too deeply", id="deep-array"),
+        pytest.param(b'{"id": 1, "a": ' + b'{"a": ' * 10_000 + b"1" + b"}" * 10_001,
+                     "nested too deeply", id="deep-object"),
+        pytest.param(json.dumps({"id": "k" * 300}).encode(), "longer than 128", id="long-key"),
+    ],
+)
+def test_hostile_webhook_is_uncorrelated_with_reason(body, reason):
+    row = EventBuilder()(_observe(ObservationKind.WEBHOOK, INGRESS, body=body))
+    assert row["kind"] == "uncorrelated"
+    assert reason in json.loads(row["detail"])["reason"]
