@@ -10,7 +10,7 @@ held in a set.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,7 +25,7 @@ from compare.parity import Normalisation, field_pattern
 from compare.runs import ledger_url, load_run, order_timeline
 from compare.series import SeriesPoint, TimeSeries
 from compare.significance import RankComparison, compare_distributions
-from compare.sql_join import join_orders_sql
+from compare.sql_join import GapCall, SkewBound, join_orders_sql, judge_gap, skew_bound
 from compare.timing import Distribution, GapRecorder, GapStats, LatencyRecorder, LatencyStats
 from compare.verdict import (
     MAX_EXAMPLES,
@@ -160,6 +160,9 @@ class Analysis:
     # Orders with a finding, the most severe first, at most MAX_ORDER_ROWS.
     notable_orders: list[OrderRow]
     notable_total: int
+    # The proxies' wall-clock skew bound, when orders were recorded by more
+    # than one proxy; None for a run recorded by one proxy.
+    clock_skew: SkewBound | None = None
     confirmation_parity: float | None = None
     confirmation_pairs: int = 0
     confirmation_differences: int = 0
@@ -275,18 +278,37 @@ class _RunTally:
     difference_fields: Counter[str] = field(default_factory=Counter)
     noise_fields: Counter[str] = field(default_factory=Counter)
     noise_orders: int = 0
+    # Reads the run's clock skew bound; called once, at the first order
+    # timed by wall clock (recorded by more than one proxy).
+    skew_source: Callable[[], SkewBound] | None = None
+    skew: SkewBound | None = None
 
     def add(self, order: OrderJoin, row: OrderRow) -> None:
         self.orders += 1
         self.legacy.add(order.legacy, row.legacy)
         self.candidate.add(order.candidate, row.candidate)
-        self._add_findings(row)
+        within_skew = self._within_skew(order)
+        if within_skew:
+            self.findings.gaps_within_skew.add(row.order_key)
+        self._add_findings(row, within_skew)
         self._add_sla(order, row)
         self._add_to_series(order, row)
         if self.reconciliation is not None:
             self.reconciliation.add(row.order_key, row.legacy, row.candidate)
         if row.severity is not None:
             self._keep_row(row)
+
+    def _within_skew(self, order: OrderJoin) -> bool:
+        """Whether the candidate's gap is timed across proxies and too small to call."""
+        if not order.wall_clock or self.skew_source is None:
+            return False
+        gap = gap_ms(order.candidate)
+        if gap is None:
+            return False
+        if self.skew is None:
+            self.skew = self.skew_source()
+            self.findings.clock_skew_bound_ms = self.skew.bound_ms
+        return judge_gap(gap, True, self.skew) == GapCall.WITHIN_SKEW
 
     def _add_sla(self, order: OrderJoin, row: OrderRow) -> None:
         candidate = order.candidate
@@ -315,7 +337,7 @@ class _RunTally:
         if row.candidate in OPEN_GAP_CLASSES:
             self.series.add(received_ns, "candidate_open")
 
-    def _add_findings(self, row: OrderRow) -> None:
+    def _add_findings(self, row: OrderRow, within_skew: bool = False) -> None:
         findings = self.findings
         key = row.order_key
         findings.compared_orders += row.compared
@@ -325,7 +347,9 @@ class _RunTally:
 
         if row.candidate == OrderClass.NOT_MIRRORED:
             findings.not_mirrored.add(key)
-        if row.candidate in OPEN_GAP_CLASSES:
+        # A gap the clocks can't resolve is neither open nor closed: it counts
+        # in gaps_within_skew instead.
+        if row.candidate in OPEN_GAP_CLASSES and not within_skew:
             findings.candidate_open_gaps.add(key)
         if row.candidate == OrderClass.CONFIRMED_WITHOUT_ERP:
             if row.candidate_confirmed_after_rejection:
@@ -439,7 +463,7 @@ def analyze_orders(
     run = load_run(engine, run_id)
 
     evidence = EvidenceTally()
-    tally = _RunTally(criteria=criteria)
+    tally = _RunTally(criteria=criteria, skew_source=lambda: skew_bound(engine, run_id))
     if storefront_orders is not None:
         tally.reconciliation = Reconciliation(set(storefront_orders))
     for order in join(evidence):
@@ -455,6 +479,8 @@ def analyze_orders(
 
     verdict, results = evaluate(criteria, findings)
     notable = _rows_by_severity(tally.rows)
+    if evidence.wall_clock_orders and tally.skew is None:
+        tally.skew = skew_bound(engine, run_id)
     legacy_distributions = tally.legacy.distributions()
     candidate_distributions = tally.candidate.distributions()
     return Analysis(
@@ -480,6 +506,7 @@ def analyze_orders(
         parity_examples=tally.parity_examples,
         counters=load_counters(engine, run_id),
         evidence=_evidence_figures(evidence, findings),
+        clock_skew=tally.skew,
         uncorrelated_by_kind=dict(sorted(evidence.uncorrelated.items())),
         notable_orders=notable,
         notable_total=tally.notable_total,
@@ -537,4 +564,5 @@ def _evidence_figures(evidence: EvidenceTally, findings: Findings) -> dict[str, 
         "unknown_flow_events": evidence.unknown_flow,
         "unknown_kind_events": sum(evidence.unknown_kind.values()),
         "repeated_events": evidence.repeated_events,
+        "gaps_within_clock_skew": findings.gaps_within_skew.count,
     }

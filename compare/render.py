@@ -312,8 +312,13 @@ def _evidence_section(analysis: Analysis) -> str:
         notes.append(f"Mirrored webhook bodies that differ from every body the legacy flow "
                      f"received for the order: {evidence['mirrored_body_mismatches']}.")
     if evidence["orders_timed_by_wall_clock"]:
+        skew = analysis.clock_skew
+        bound = ("unknown: an instance has no measured clock offset" if skew is None
+                 or skew.bound_ms is None else f"{skew.bound_ms:.3f} ms")
         notes.append(f"Orders recorded by more than one proxy and so timed by wall clock: "
-                     f"{evidence['orders_timed_by_wall_clock']}.")
+                     f"{evidence['orders_timed_by_wall_clock']}. Clock skew bound between the "
+                     f"proxies: {bound}; a gap no larger than it is called neither open nor "
+                     f"closed ({evidence['gaps_within_clock_skew']} orders).")
     if notes:
         lines += [""] + [f"- {note}" for note in notes]
     return "\n".join(lines)

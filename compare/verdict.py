@@ -170,6 +170,10 @@ class Findings:
     peak_orders_per_min: float | None = None
     # None when no storefront export was given.
     unreconciled: KeySample | None = None
+    # Candidate gaps timed across proxies' wall clocks and within their skew
+    # bound (ms; None when unknown), so they can be called neither open nor closed.
+    gaps_within_skew: KeySample = field(default_factory=KeySample)
+    clock_skew_bound_ms: float | None = None
 
     @property
     def parity(self) -> float | None:
@@ -258,6 +262,14 @@ def _evidence_results(criteria: Criteria, findings: Findings) -> list[CriterionR
             marginal=criteria.marginal_not_mirrored_share,
         ),
     ]
+    if findings.gaps_within_skew.count:
+        bound = findings.clock_skew_bound_ms
+        results.append(_at_most(
+            "gaps_resolvable",
+            "Candidate gaps measured across proxies and smaller than their clock skew bound "
+            f"({'unknown' if bound is None else f'{bound:.3f} ms'}), so not called open or closed",
+            findings.gaps_within_skew.count, 0, findings.gaps_within_skew, evidence=True,
+        ))
     if findings.unreconciled is not None:
         results.append(_at_most(
             "storefront_reconciled",
