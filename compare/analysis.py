@@ -64,6 +64,11 @@ TIMELINE_ROWS = 200
 MAX_DIFFERENCE_FIELDS = 200
 OTHER_FIELDS = "(other fields)"
 
+# Proxy counters of events that never reached the ledger: an order with a
+# lost event may look closed when it was not, so any of them makes the
+# evidence incomplete.
+RECORDING_LOSS_COUNTERS = ("ledger.lost", "ledger.rejected", "events.transform_failed")
+
 # Order rows kept for display, the most severe first. The count of all
 # notable orders is kept regardless.
 MAX_ORDER_ROWS = 1000
@@ -477,6 +482,9 @@ def analyze_orders(
         tally.reconciliation.finish()
         findings.unreconciled = tally.reconciliation.unreconciled
 
+    counters = load_counters(engine, run_id)
+    findings.recording_losses = {name: counters[name] for name in RECORDING_LOSS_COUNTERS
+                                 if counters.get(name)}
     verdict, results = evaluate(criteria, findings)
     notable = _rows_by_severity(tally.rows)
     if evidence.wall_clock_orders and tally.skew is None:
@@ -504,7 +512,7 @@ def analyze_orders(
         parity_differences=findings.parity_differences.count,
         parity_unpaired=tally.parity_unpaired,
         parity_examples=tally.parity_examples,
-        counters=load_counters(engine, run_id),
+        counters=counters,
         evidence=_evidence_figures(evidence, findings),
         clock_skew=tally.skew,
         uncorrelated_by_kind=dict(sorted(evidence.uncorrelated.items())),

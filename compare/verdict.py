@@ -174,6 +174,8 @@ class Findings:
     # bound (ms; None when unknown), so they can be called neither open nor closed.
     gaps_within_skew: KeySample = field(default_factory=KeySample)
     clock_skew_bound_ms: float | None = None
+    # Events the proxies observed but could not store, by counter name.
+    recording_losses: dict[str, int] = field(default_factory=dict)
 
     @property
     def parity(self) -> float | None:
@@ -262,6 +264,14 @@ def _evidence_results(criteria: Criteria, findings: Findings) -> list[CriterionR
             marginal=criteria.marginal_not_mirrored_share,
         ),
     ]
+    lost = sum(findings.recording_losses.values())
+    results.append(_at_most(
+        "no_recording_loss",
+        "Events the proxies observed but could not store in the ledger ("
+        + (", ".join(f"{name} {count}" for name, count in findings.recording_losses.items())
+           or "none") + ")",
+        lost, 0, None, evidence=True, unit="events",
+    ))
     if findings.gaps_within_skew.count:
         bound = findings.clock_skew_bound_ms
         results.append(_at_most(

@@ -1,4 +1,4 @@
-"""Gaps measured across proxies' wall clocks are called only beyond the skew bound."""
+"""Evidence the comparator must not call: gaps finer than clock skew, lost events."""
 
 from __future__ import annotations
 
@@ -65,3 +65,18 @@ def test_gap_beyond_skew_bound_is_called_open(ledger):
     assert "gaps_resolvable" not in results
     assert results["no_open_gap"].examples == ("early",)
     assert analysis.verdict == "NO-GO"
+
+
+def test_events_lost_by_the_ledger_make_evidence_insufficient(ledger):
+    ledger.good_orders(5)
+    ledger.counter("ledger.lost", 3)
+    ledger.counter("events.transform_failed", 1, instance_id="proxy-2")
+    ledger.commit()
+
+    analysis = analyze(ledger.engine, ledger.run_id, criteria=Criteria(min_orders=5))
+
+    results = {result.name: result for result in analysis.criteria_results}
+    assert results["no_recording_loss"].status == "FAIL"
+    assert results["no_recording_loss"].figure == 4
+    assert "ledger.lost 3" in results["no_recording_loss"].description
+    assert analysis.verdict == "INSUFFICIENT EVIDENCE"
