@@ -78,6 +78,17 @@ def run_client(url: str, total: int, concurrency: int) -> dict:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
 def shadow_config(folder: Path, ingress: int, legacy: int, candidate: int) -> Path:
     path = folder / "shadow.json"
     path.write_text(json.dumps({
@@ -107,15 +118,18 @@ def main() -> None:
         wait_for_ports([legacy, candidate])
         mitmdump = mitmdump_executable()
         common = ["--quiet", "--set", "flow_detail=0", "--set", "termlog_verbosity=error"]
+        children_by_name: dict[str, int] = {}
         children.append(ChildProcess("mitmdump", [
             mitmdump, *common, "--mode", f"reverse:http://127.0.0.1:{legacy}@127.0.0.1:{plain}",
         ], folder / "plain.log"))
+        children_by_name["mitmdump"] = children[-1].process.pid
         config = shadow_config(folder, addon, legacy, candidate)
         children.append(ChildProcess("mitmdump+addon", [
             mitmdump, *common, "-s", str(ROOT / "shadow" / "addon.py"),
             "--set", f"cutover_config={config}",
             "--mode", f"reverse:http://127.0.0.1:{legacy}@127.0.0.1:{addon}",
         ], folder / "addon.log"))
+        children_by_name["mitmdump+addon"] = children[-1].process.pid
         wait_for_ports([plain, addon], timeout_s=30)
         time.sleep(1.0)
 
@@ -124,11 +138,20 @@ def main() -> None:
             "mitmdump": f"http://127.0.0.1:{plain}/webhooks/orders/create",
             "mitmdump + addon": f"http://127.0.0.1:{addon}/webhooks/orders/create",
         }
+        proxies = {"mitmdump": children_by_name["mitmdump"],
+                   "mitmdump + addon": children_by_name["mitmdump+addon"]}
         results: dict[tuple[str, int], dict] = {}
         for concurrency in (1, 32):
             for name, url in setups.items():
                 run_client(url, min(300, args.requests), concurrency)  # warm-up
+                proxy = proxies.get(name)
+                before = _cpu(proxy) if proxy else None
                 results[(name, concurrency)] = run_client(url, args.requests, concurrency)
+                time.sleep(1.0)  # the sidecar finishes its mirror copies and ledger writes
+                if proxy:
+                    proxy_s, sidecar_s = (a - b for a, b in zip(_cpu(proxy), before, strict=True))
+                    results[(name, concurrency)]["proxy_us"] = proxy_s / args.requests * 1e6
+                    results[(name, concurrency)]["sidecar_us"] = sidecar_s / args.requests * 1e6
                 print(name, concurrency, results[(name, concurrency)], flush=True)
     finally:
         for child in reversed(children):
@@ -141,6 +164,11 @@ def main() -> None:
             handle.write("\n" + report)
 
 
+def _cpu(pid: int) -> tuple[float, float]:
+    """(CPU s of the proxy process, CPU s of its child processes, the sidecar)."""
+    return cpu_seconds(pid), sum(cpu_seconds(child) for child in child_pids(pid))
+
+
 def render(results: dict[tuple[str, int], dict], requests: int) -> str:
     lines = [
         f"### Proxy overhead, {time.strftime('%Y-%m-%d')}",
@@ -148,17 +176,23 @@ def render(results: dict[tuple[str, int], dict], requests: int) -> str:
         (f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
          f"Command: `.venv/bin/python bench/proxy_overhead.py --requests {requests}`."),
         "",
-        "| setup | concurrency | req/s | p50 ms | p99 ms | req/s vs mitmdump | p50 added vs mitmdump |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        ("| setup | concurrency | req/s | p50 ms | p99 ms | req/s vs mitmdump "
+         "| p50 added vs mitmdump | proxy CPU µs/req | sidecar CPU µs/req |"),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for (name, concurrency), figures in results.items():
         base = results[("mitmdump", concurrency)]
         lines.append(
             f"| {name} | {concurrency} | {figures['rps']:.0f} | {figures['p50_ms']:.2f} | "
             f"{figures['p99_ms']:.2f} | {figures['rps'] / base['rps']:.2f} | "
-            f"{figures['p50_ms'] - base['p50_ms']:+.2f} ms |"
+            f"{figures['p50_ms'] - base['p50_ms']:+.2f} ms | "
+            f"{_micro(figures.get('proxy_us'))} | {_micro(figures.get('sidecar_us'))} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _micro(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 if __name__ == "__main__":

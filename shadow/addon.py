@@ -9,10 +9,11 @@ with one `--mode reverse:UPSTREAM@HOST:PORT` per route of the configuration
 (`cutover shadow --print-command` prints the full line). Each listener's port
 tells which route an http flow came in on.
 
-The hooks stay cheap: they copy references and timestamps and return. Key
-extraction, redaction and ledger writes happen on the ledger writer's
-thread; mirror copies are sent by asyncio tasks. A failure in any of those
-never changes what the storefront gets from the legacy flow.
+The hooks stay cheap: they copy references and timestamps, hand them to the
+sidecar process (`shadow.sidecar`) through a pipe, and return. The sidecar
+extracts keys, redacts, writes the ledger and sends the mirror copies, so
+that work does not share this interpreter with the primary path. A failure
+there never changes what the storefront gets from the primary flow.
 """
 
 from __future__ import annotations
@@ -21,24 +22,19 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
-from cutover.ledger import ledger_url_for, safe_url
-from cutover.privacy import Redactor
+from cutover.ledger import ledger_url_for
 from cutover.run_ids import new_run_id
 from shadow.capture import CaptureWriter
 from shadow.config import ConfigError, RouteSpec, ShadowConfig, load_config, parse_listen
-from shadow.events import EventBuilder, Observation, ObservationKind
-from shadow.metrics import LiveFigures
-from shadow.mirror import Mirror, MirrorCopy, MirrorResult
+from shadow.events import Observation, ObservationKind
 from shadow.modes import IngressPlan, plan_for, read_mode
 from shadow.presets import quarantine_response
-from shadow.recorder import Recorder
-from shadow.sampling import in_sample
+from shadow.sidecar import SidecarLink, observation_message
 from shadow.tee import BodyTee
 
 log = logging.getLogger(__name__)
@@ -70,13 +66,9 @@ class Shadow:
     def __init__(self) -> None:
         self.config: ShadowConfig | None = None
         self.run_id = ""
-        self.recorder: Recorder | None = None
-        self.mirror: Mirror | None = None
+        self.link: SidecarLink | None = None
         self.plan: IngressPlan | None = None
-        self.builder: EventBuilder | None = None
-        self.figures: LiveFigures | None = None
         self.capture: CaptureWriter | None = None
-        self._status_task: asyncio.Task[None] | None = None
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -132,7 +124,7 @@ class Shadow:
                 "cutover_config is empty: set it to the shadow configuration file, "
                 "for example --set cutover_config=cutover.toml"
             )
-        if self.recorder is not None:
+        if self.link is not None:
             raise exceptions.OptionsError("The cutover options can't change while the proxy runs.")
         try:
             config = load_config(Path(ctx.options.cutover_config))
@@ -148,6 +140,9 @@ class Shadow:
 
     async def running(self) -> None:
         config = self._require_config()
+        # First, so that a SIGHUP while the sidecar starts switches modes
+        # instead of ending the proxy.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload_mode)
         self._check_modes(config)
         url = ctx.options.cutover_ledger or config.ledger_url
         if not url:
@@ -156,79 +151,30 @@ class Shadow:
             url = ledger_url_for(folder)
         instance_id = ctx.options.cutover_instance or config.instance_id
 
-        builder = self.builder = EventBuilder(Redactor())
-        sample = config.mirror.sample
-        self.figures = LiveFigures(
-            queue_depth=lambda: self.mirror.queued if self.mirror else 0,
-            ledger_lag=lambda: self.recorder.backlog() if self.recorder else 0,
-        )
-
-        def build_and_count(observation: Observation) -> dict | None:
-            row = builder(observation)
-            key = row.get("order_key") if row else None
-            if key is not None and not in_sample(key, sample):
-                return None  # an order outside the sample is left out in every flow
-            self.figures.observe(row)
-            return row
-
-        # The ledger may be unreachable now: the recorder keeps trying while
-        # the proxy forwards, because the storefront must not wait for it.
-        self.recorder = Recorder(url, run_id=self.run_id, instance_id=instance_id,
-                                 run_settings={"routes": [r.name for r in config.routes]},
-                                 transform=build_and_count)
-        self.recorder.start()
-        self.mirror = Mirror(config.mirror, self._on_mirror_result)
-        self.mirror.start()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload_mode)
-        log.warning("cutover shadow recording run %s into %s (%d routes, instance %s, mode %s)",
-                    self.run_id, safe_url(url), len(config.routes), instance_id, self.plan.mode)
-
         if ctx.options.cutover_capture:
             self.capture = CaptureWriter(Path(ctx.options.cutover_capture))
             log.warning("cutover capturing ingress traffic, unredacted, into %s", self.capture.path)
-        self._start_metrics(ctx.options.cutover_metrics or config.metrics_listen)
+
+        # Recording and mirroring run in a sidecar process, so their CPU work
+        # does not share this interpreter (and its GIL) with the primary path.
+        self.link = SidecarLink()
+        arguments = ["--config", str(Path(ctx.options.cutover_config).resolve()),
+                     "--run-id", self.run_id, "--ledger", url, "--instance", instance_id,
+                     "--metrics", ctx.options.cutover_metrics or config.metrics_listen]
         if ctx.options.cutover_status:
-            self._status_task = asyncio.create_task(self._show_status())
+            arguments.append("--status")
+        await self.link.start(arguments)
+        log.warning("cutover shadow started: run %s, %d routes, mode %s",
+                    self.run_id, len(config.routes), self.plan.mode)
 
-    def _start_metrics(self, listen: str) -> None:
-        if not listen or self.figures is None:
-            return
-        host, port = parse_listen(listen, "metrics")
-        try:
-            self.figures.serve(host, port)
-        except OSError as exc:
-            # The proxy keeps forwarding without metrics; traffic matters more.
-            log.error("Can't serve metrics on %s:%d: %s", host, port, exc.strerror or exc)
-
-    async def _show_status(self) -> None:
-        on_terminal = sys.stderr.isatty()
-        interval_s = 1.0 if on_terminal else 30.0
-        while True:
-            await asyncio.sleep(interval_s)
-            if self.figures is None or self.recorder is None or self.mirror is None:
-                continue
-            line = self.figures.status_line(self.recorder.backlog(), self.mirror.queued)
-            if on_terminal:
-                sys.stderr.write("\r\x1b[2K" + line)
-                sys.stderr.flush()
-            else:
-                log.warning("cutover status: %s", line)
 
     async def done(self) -> None:
-        if self._status_task is not None:
-            self._status_task.cancel()
-        if self.figures is not None:
-            self.figures.close()
-        if self.mirror is not None:
-            await self.mirror.close()
         if self.capture is not None:
             self.capture.close()
-            if self.capture.lost and self.recorder is not None:
-                self.recorder.count("capture.lost", self.capture.lost)
-        if self.recorder is not None:
-            self.recorder.close()
-            log.warning("cutover shadow stopped: run %s, %d events written, counters %s",
-                        self.run_id, self.recorder.written, self.recorder.counters())
+            if self.capture.lost and self.link is not None:
+                self.link.send(("count", "capture.lost", self.capture.lost))
+        if self.link is not None:
+            await self.link.close()
 
     def reload_mode(self) -> None:
         """Apply the configuration file's mode; webhooks already under way keep theirs."""
@@ -296,8 +242,10 @@ class Shadow:
 
         status = flow.response.status_code
         if route.role == "ingress":
-            route = self._plan_of(flow).route
-            self._observe(ObservationKind.WEBHOOK_RESPONSE, flow, route, status=status,
+            plan = self._plan_of(flow)
+            # No headers: the answer's event needs none, and each one costs a pickle.
+            self._observe(ObservationKind.WEBHOOK_RESPONSE, flow, plan.route, plan.mode, headers=(),
+                          status=status,
                           latency_ms=_elapsed_ms(flow))
             self._capture(flow)
         elif route.role == "email":
@@ -318,10 +266,11 @@ class Shadow:
         if route.role == "erp":
             self._observe(ObservationKind.ERP_ERROR, flow, route, reason=flow.error.msg)
         elif route.role == "ingress":
-            route = self._plan_of(flow).route
+            plan = self._plan_of(flow)
             log.warning("The %s flow gave no answer on http flow %s: %s",
-                        route.flow.value, flow.id, flow.error.msg)
-            self._observe(ObservationKind.WEBHOOK_RESPONSE, flow, route, reason=flow.error.msg)
+                        plan.route.flow.value, flow.id, flow.error.msg)
+            self._observe(ObservationKind.WEBHOOK_RESPONSE, flow, plan.route, plan.mode,
+                          reason=flow.error.msg)
             self._capture(flow)
 
     def _capture(self, flow: http.HTTPFlow) -> None:
@@ -331,44 +280,26 @@ class Shadow:
         self.capture.add(flow, body=tee.body if tee is not None else None)
 
     def _on_webhook(self, flow: http.HTTPFlow, plan: IngressPlan) -> None:
-        assert self.mirror is not None and self.recorder is not None and self.config is not None
+        assert self.link is not None and self.config is not None
         route = plan.route
         body = flow.request.raw_content
         tee: BodyTee | None = flow.metadata.get(TEE)
         if body is None and tee is not None:
             body = tee.body
-        observation = self._observe(ObservationKind.WEBHOOK, flow, route, body=body)
-        self.recorder.count("webhooks.seen")
-        if route.legacy_confirmation_from:
-            self._observe(ObservationKind.WEBHOOK_CONFIRMATION, flow, route, body=body)
+        webhook = self._observation(ObservationKind.WEBHOOK, flow, route, body=body)
 
-        if plan.mirror_url is None:
-            return
-        if not self._sampled(observation):
-            self.recorder.count("mirror.not_sampled")
-            return
-        ingress = self._ingress()
-        legacy_gets_copy = plan.mirror_url == ingress.upstream
-        mirror_host = ingress.host_header if legacy_gets_copy else ingress.mirror_host_header
-        copy = MirrorCopy(
-            http_flow_id=flow.id,
-            target=plan.mirror_url,
-            host_header=mirror_host,
-            context=route,
-            method=flow.request.method,
-            path=flow.request.path,
-            headers=flow.request.headers.fields,
-            body=body if body is not None else b"",
-        )
-        reason = _why_not_mirrored(body, tee, self.config.mirror.max_body_bytes)
-        if reason:
-            log.warning("Not mirroring http flow %s: %s", flow.id, reason)
-            self._on_mirror_result(MirrorResult(
-                kind="mirror.skipped", copy=copy, mono_ns=time.monotonic_ns(),
-                wall_s=time.time(), reason=reason,
-            ))
-            return
-        self.mirror.submit(copy)
+        copy = None
+        reason = ""
+        if plan.mirror_url is not None:
+            ingress = self._ingress()
+            legacy_gets_copy = plan.mirror_url == ingress.upstream
+            mirror_host = ingress.host_header if legacy_gets_copy else ingress.mirror_host_header
+            copy = (flow.id, plan.mirror_url, mirror_host, flow.request.method, flow.request.path,
+                    flow.request.headers.fields, body if body is not None else b"")
+            reason = _why_not_mirrored(body, tee, self.config.mirror.max_body_bytes)
+        self.link.send(("webhook", observation_message(webhook, route.name, plan.mode), copy, reason))
+        if route.legacy_confirmation_from:
+            self._observe(ObservationKind.WEBHOOK_CONFIRMATION, flow, route, plan.mode, body=body)
 
     def _quarantine(self, flow: http.HTTPFlow, route: RouteSpec) -> None:
         """Answer a candidate's email call as its email service would, without sending it."""
@@ -376,45 +307,28 @@ class Shadow:
         status, headers, body = quarantine_response(route.preset)
         flow.response = http.Response.make(status, body, headers)
 
-    def _on_mirror_result(self, result: MirrorResult) -> None:
-        assert self.recorder is not None and self.config is not None
-        self.recorder.count(result.kind)
-        self.recorder.put(Observation(
-            kind=result.kind, route=result.copy.context, http_flow_id=result.copy.http_flow_id,
-            mono_ns=result.mono_ns, wall_s=result.wall_s, method=result.copy.method,
-            path=result.copy.path, body=result.copy.body, headers=result.copy.headers,
-            status=result.status, latency_ms=result.latency_ms, reason=result.reason,
-        ))
-
-    def _observe(
+    def _observation(
         self, kind: str, flow: http.HTTPFlow, route: RouteSpec, **fields
-    ) -> Observation | None:
-        if self.recorder is None:
-            return None
+    ) -> Observation:
         fields.setdefault("headers", flow.request.headers.fields)
-        observation = Observation(
+        return Observation(
             kind=kind, route=route, http_flow_id=flow.id, mono_ns=time.monotonic_ns(),
             wall_s=time.time(), method=flow.request.method, path=flow.request.path, **fields,
         )
-        self.recorder.put(observation)
-        return observation
+
+    def _observe(
+        self, kind: str, flow: http.HTTPFlow, route: RouteSpec, mode: str = "shadow", **fields
+    ) -> None:
+        """Send an observation; `mode` is the ingress mode the http flow started under."""
+        if self.link is None:
+            return
+        observation = self._observation(kind, flow, route, **fields)
+        self.link.send(("obs", observation_message(observation, route.name, mode)))
 
     def _route(self, flow: http.HTTPFlow) -> RouteSpec | None:
         if self.config is None:
             return None
         return self.config.route_for_port(flow.client_conn.proxy_mode.custom_listen_port)
-
-    def _sampled(self, observation: Observation | None) -> bool:
-        """Decide on the hook whether a webhook's order is in the sample.
-
-        Parsing the body here costs hook time, so it happens only when a
-        sample is configured. A webhook without an order key is mirrored.
-        """
-        fraction = self.config.mirror.sample if self.config else 1.0
-        if fraction >= 1.0 or observation is None or self.builder is None:
-            return True
-        key = self.builder.order_key(observation)
-        return key is None or in_sample(key, fraction)
 
     def _ingress(self) -> RouteSpec:
         config = self._require_config()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -111,6 +112,12 @@ class ProxyUnderTest:
     def __enter__(self) -> Self:
         self.child = ChildProcess("mitmdump", self.command, self.folder / "proxy.log")
         wait_for_ports(list(self.ports.values()), process=self.child, timeout_s=30)
+        # The listeners accept before the addon's sidecar is up; tests that
+        # time their steps against the proxy's state wait for it.
+        deadline = time.monotonic() + 30
+        while "cutover shadow started" not in self.log_text() and time.monotonic() < deadline:
+            self.child.check_alive()
+            time.sleep(0.05)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
 import urllib.request
 
 import aiohttp
@@ -41,8 +42,11 @@ def _scrape(url: str, wanted: str, timeout_s: float = 15.0) -> str:
     deadline = time.monotonic() + timeout_s
     text = ""
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            text = answer.read().decode()
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                text = answer.read().decode()
+        except urllib.error.URLError:
+            text = ""  # the metrics server starts with the sidecar, a moment after the proxy
         if wanted in text:
             return text
         time.sleep(0.1)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sqlite3
 import time
+from pathlib import Path
 
 import aiohttp
 
@@ -101,3 +104,28 @@ def test_ledger_unreachable_at_start_forwards_and_records_later(tmp_path):
     engine = open_ledger(url)
     received = {e.order_key for e in iter_events(engine, proxy.run_id) if e.kind == "webhook.received"}
     assert len(received) == 15
+
+
+def _sidecar_pid(proxy_pid: int) -> int:
+    children = Path(f"/proc/{proxy_pid}/task/{proxy_pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def test_sidecar_killed_storefront_still_answered(tmp_path):
+    legacy, candidate = RecordingSink(), RecordingSink()
+    with SinkServer(legacy, candidate):
+        with ProxyUnderTest(tmp_path, [_ingress(legacy, candidate)]) as proxy:
+            url = proxy.url("ingress", "/hook")
+            before = asyncio.run(_post_many(url, 0, 10))
+            os.kill(_sidecar_pid(proxy.child.process.pid), signal.SIGKILL)
+            time.sleep(0.5)
+            after = asyncio.run(_post_many(url, 10, 10))
+            still_running = proxy.child.process.poll() is None
+        log = proxy.log_text()
+
+    assert before + after == [200] * 20
+    assert len(legacy.received) == 20
+    assert still_running
+    assert "dropping messages because the sidecar is not running" in log
+    assert "cutover sidecar missed" in log

@@ -1,0 +1,239 @@
+"""The sidecar process that records and mirrors for the shadow proxy.
+
+The addon starts `python -m shadow.sidecar` and writes what its hooks saw to
+the sidecar's standard input: batches of messages, each batch a 4-byte
+big-endian length and a pickle. Writing is non-blocking; when the sidecar
+falls behind by more than `MAX_UNSENT_BYTES`, or has died, messages are
+dropped and counted, and the storefront's request never waits.
+
+Messages:
+
+- `("obs", observation)`: an event to record;
+- `("webhook", observation, copy, skip_reason)`: a webhook to record and count,
+  unless `copy` is None, to mirror (or to record as skipped);
+- `("count", name, increment)`: a counter.
+
+An observation travels as a tuple with its route's name and the ingress
+mode instead of the route itself; the sidecar parses the same
+configuration and looks the route up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import pickle
+import signal
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SidecarLink", "main"]
+
+log = logging.getLogger(__name__)
+
+FRAME_HEADER = struct.Struct(">I")
+# Messages kept while the sidecar process starts; beyond this they are dropped.
+MAX_EARLY_MESSAGES = 100_000
+# The one line the sidecar writes to its standard output, once it can take messages.
+READY = b"cutover-sidecar-ready"
+# Bytes written to the sidecar and not yet read by it, beyond which new
+# messages are dropped (and counted) instead of queued.
+MAX_UNSENT_BYTES = 64 * 1024 * 1024
+
+OBSERVATION_FIELDS = (
+    "kind", "http_flow_id", "mono_ns", "wall_s", "method", "path", "body", "headers",
+    "response_headers", "status", "latency_ms", "reason", "quarantined",
+)
+COPY_FIELDS = ("http_flow_id", "target", "host_header", "method", "path", "headers", "body")
+
+
+class SidecarLink:
+    """The proxy's end: starts the sidecar and sends it batches of messages."""
+
+    def __init__(self) -> None:
+        self._process: asyncio.subprocess.Process | None = None
+        self._batch: list[tuple[Any, ...]] = []
+        self._flush_scheduled = False
+        self._lost = 0
+        self._warned = False
+        self._closed = False
+
+    async def start(self, arguments: list[str], timeout_s: float = 30.0) -> None:
+        """Start the sidecar and wait until it has opened its ledger (or keeps trying)."""
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "shadow.sidecar", *arguments,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )
+        assert self._process.stdout is not None
+        self._flush()  # what the hooks sent while the process started
+        try:
+            line = await asyncio.wait_for(self._process.stdout.readline(), timeout_s)
+        except TimeoutError:
+            line = b""
+        if line.strip() != READY:
+            log.warning("cutover sidecar not ready within %.0f s; forwarding goes on, messages "
+                        "wait in its pipe", timeout_s)
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        """Queue a message; every message of one event-loop turn goes in one write."""
+        self._batch.append(message)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    async def close(self, timeout_s: float = 60.0) -> None:
+        """Send what is left, close the pipe, and wait for the sidecar to finish."""
+        self._closed = True
+        self._flush()
+        if self._process is None:
+            return
+        stdin = self._process.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.close()
+        try:
+            await asyncio.wait_for(self._process.wait(), timeout_s)
+        except TimeoutError:
+            log.warning("cutover sidecar did not finish within %.0f s; stopping it", timeout_s)
+            self._process.kill()
+            await self._process.wait()
+        if self._lost:
+            log.warning("cutover sidecar missed %d messages (%s)", self._lost,
+                        "it was not running" if self._process.returncode else "it fell behind")
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        process = self._process
+        if process is None and not self._closed:
+            # Still starting: keep the messages for the first write.
+            if len(batch) > MAX_EARLY_MESSAGES:
+                self._drop(batch[MAX_EARLY_MESSAGES:], "the sidecar took too long to start")
+                batch = batch[:MAX_EARLY_MESSAGES]
+            self._batch = batch + self._batch
+            return
+        stdin = process.stdin if process is not None else None
+        if stdin is None or process.returncode is not None or stdin.is_closing():
+            self._drop(batch, "the sidecar is not running")
+            return
+        if stdin.transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
+            self._drop(batch, "the sidecar fell behind")
+            return
+        payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+        stdin.write(FRAME_HEADER.pack(len(payload)) + payload)
+
+    def _drop(self, batch: list[tuple[Any, ...]], reason: str) -> None:
+        self._lost += len(batch)
+        if not self._warned:
+            self._warned = True
+            log.warning("cutover sidecar: dropping messages because %s; they are counted", reason)
+
+
+def observation_message(observation: Any, route_name: str, mode: str) -> tuple[Any, ...]:
+    return (route_name, mode, *(getattr(observation, name) for name in OBSERVATION_FIELDS))
+
+
+class _Receiver:
+    """The sidecar's end: turns messages back into observations for the backend."""
+
+    def __init__(self, backend: Any, config: Any) -> None:
+        from shadow.modes import plan_for
+
+        self._backend = backend
+        self._routes = {route.name: route for route in config.routes}
+        ingress = next(route for route in config.routes if route.role == "ingress")
+        self._ingress_routes = {mode: plan_for(mode, ingress).route
+                                for mode in ("shadow", "swapped", "monitor")}
+
+    def handle(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "obs":
+            self._backend.record(self._observation(message[1]))
+        elif kind == "webhook":
+            from shadow.mirror import MirrorCopy
+
+            observation = self._observation(message[1])
+            self._backend.record(observation)
+            self._backend.count("webhooks.seen")
+            if message[2] is not None:
+                copy = MirrorCopy(**dict(zip(COPY_FIELDS, message[2], strict=True)),
+                                  context=observation.route)
+                self._backend.mirror_webhook(observation, copy, message[3])
+        elif kind == "count":
+            self._backend.count(message[1], message[2])
+        else:
+            log.error("cutover sidecar: unknown message kind %r ignored", kind)
+
+    def _observation(self, fields: tuple[Any, ...]) -> Any:
+        from shadow.events import Observation
+
+        route_name, mode, *values = fields
+        route = self._routes[route_name]
+        if route.role == "ingress":
+            route = self._ingress_routes[mode]
+        return Observation(route=route, **dict(zip(OBSERVATION_FIELDS, values, strict=True)))
+
+
+async def _serve(arguments: argparse.Namespace) -> None:
+    from shadow.backend import Backend
+    from shadow.config import load_config
+
+    config = load_config(arguments.config)
+    backend = Backend(config, run_id=arguments.run_id, ledger_url=arguments.ledger,
+                      instance_id=arguments.instance, metrics_listen=arguments.metrics,
+                      status=arguments.status)
+    await backend.start()
+    receiver = _Receiver(backend, config)
+    sys.stdout.buffer.write(READY + b"\n")
+    sys.stdout.buffer.flush()
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**31)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    try:
+        while True:
+            try:
+                header = await reader.readexactly(FRAME_HEADER.size)
+                payload = await reader.readexactly(FRAME_HEADER.unpack(header)[0])
+            except asyncio.IncompleteReadError:
+                break  # the proxy closed the pipe: it is stopping
+            for message in pickle.loads(payload):
+                try:
+                    receiver.handle(message)
+                except Exception:  # one bad message must not stop the recording
+                    log.exception("cutover sidecar: can't handle a %r message", message[0])
+    finally:
+        await backend.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m shadow.sidecar",
+        description="Record and mirror for a cutover shadow proxy; started by the addon.",
+    )
+    parser.add_argument("--config", type=Path, required=True, help="Shadow configuration file.")
+    parser.add_argument("--run-id", required=True, help="Run the events are recorded under.")
+    parser.add_argument("--ledger", required=True, help="Ledger URL.")
+    parser.add_argument("--instance", required=True, help="Id of the proxy instance.")
+    parser.add_argument("--metrics", default="", help="'host:port' for Prometheus metrics.")
+    parser.add_argument("--status", action="store_true", help="Show a one-line live status.")
+    arguments = parser.parse_args(argv)
+
+    # The sidecar ends when the proxy closes the pipe, after writing what it
+    # holds; a Ctrl-C or SIGTERM sent to the whole process group must not
+    # cut that short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # The sidecar shares the proxy's terminal and log file.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="[%(asctime)s.%(msecs)03d] %(message)s", datefmt="%H:%M:%S")
+    asyncio.run(_serve(arguments))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
