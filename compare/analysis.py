@@ -9,6 +9,7 @@ held in a set.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, select
 
 from compare.assess import OrderRow, assess_order
 from compare.classes import HANDLED_CLASSES, OPEN_GAP_CLASSES, OrderClass, gap_ms
@@ -36,8 +39,8 @@ from compare.verdict import (
     Verdict,
     evaluate,
 )
-from cutover.events import Flow
-from cutover.ledger import iter_events, load_counters
+from cutover.events import EventKind, Flow
+from cutover.ledger import Event, LedgerError, iter_events, load_counters
 
 __all__ = [
     "STAGES",
@@ -168,6 +171,10 @@ class Analysis:
     # The proxies' wall-clock skew bound, when orders were recorded by more
     # than one proxy; None for a run recorded by one proxy.
     clock_skew: SkewBound | None = None
+    # Where the legacy flow's confirmation times come from when the
+    # storefront sends the confirmation itself (such as "X-Shopify-Triggered-At
+    # header"); None when the proxy saw the confirmation emails.
+    legacy_confirmation_source: str | None = None
     confirmation_parity: float | None = None
     confirmation_pairs: int = 0
     confirmation_differences: int = 0
@@ -515,6 +522,7 @@ def analyze_orders(
         counters=counters,
         evidence=_evidence_figures(evidence, findings),
         clock_skew=tally.skew,
+        legacy_confirmation_source=_storefront_confirmation_source(engine, run_id),
         uncorrelated_by_kind=dict(sorted(evidence.uncorrelated.items())),
         notable_orders=notable,
         notable_total=tally.notable_total,
@@ -559,6 +567,25 @@ def _timelines(engine: Engine, run_id: str, rows: list[OrderRow]) -> dict[str, l
             for offset, event in zip(offsets, events, strict=True)
         ]
     return timelines
+
+
+def _storefront_confirmation_source(engine: Engine, run_id: str) -> str | None:
+    """Return the source the proxy took storefront-sent confirmation times from, if any."""
+    statement = (
+        select(Event.detail)
+        .where(Event.run_id == run_id, Event.flow == Flow.LEGACY.value,
+               Event.kind == EventKind.CONFIRMATION_SENT.value,
+               col(Event.detail).contains("storefront_confirmation"))
+        .limit(1)
+    )
+    try:
+        with Session(engine) as session:
+            detail = session.exec(statement).first()
+    except SQLAlchemyError as exc:
+        raise LedgerError(f"Can't read the confirmations of run {run_id!r}: {exc}") from exc
+    if detail is None:
+        return None
+    return str(json.loads(detail).get("source") or "the storefront's webhook")
 
 
 def _evidence_figures(evidence: EvidenceTally, findings: Findings) -> dict[str, int]:

@@ -23,6 +23,7 @@ def render_json(analysis: Analysis) -> str:
             "started_at": iso_utc(analysis.started_at),
             "finished_at": iso_utc(analysis.finished_at),
             "ledger": analysis.ledger_url,
+            "legacy_confirmation_source": analysis.legacy_confirmation_source,
         },
         "verdict": str(analysis.verdict),
         "exit_code": analysis.exit_code,

@@ -87,6 +87,10 @@ def _header(analysis: Analysis) -> str:
         (f"Run kind {analysis.run_kind}, started {iso_utc(analysis.started_at)}, "
          f"finished {iso_utc(analysis.finished_at) or 'not yet'}. Ledger: `{analysis.ledger_url}`."),
     ]
+    if analysis.legacy_confirmation_source:
+        lines += ["", ("The storefront sends the legacy flow's confirmations itself: their times "
+                       f"come from the webhook ({analysis.legacy_confirmation_source}), "
+                       "converted to the proxy's monotonic clock.")]
     if analysis.finished_at is None:
         lines += ["", ("The run has not finished, so orders still in flight are counted as "
                        "pending or unconfirmed.")]

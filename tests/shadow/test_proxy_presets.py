@@ -108,3 +108,23 @@ def test_sap_acknowledgement_reads_success_body(tmp_path):
 
     kinds = [event.kind for event in proxy.events() if event.order_key == "5150"]
     assert kinds == ["erp.submitted", "erp.acked"]
+
+
+def test_report_states_storefront_confirmation_source(tmp_path):
+    from compare import Criteria, analyze, render_json, render_markdown
+    from cutover.ledger import open_ledger
+
+    legacy, candidate = RecordingSink(), RecordingSink()
+    with SinkServer(legacy, candidate):
+        route = {"name": "ingress", "role": "ingress", "upstream": f"http://127.0.0.1:{legacy.port}",
+                 "mirror_to": f"http://127.0.0.1:{candidate.port}",
+                 "legacy_confirmation_from": "triggered_at"}
+        with ProxyUnderTest(tmp_path, [route]) as proxy:
+            triggered = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".000Z"
+            asyncio.run(_post_all(proxy.url("ingress", "/hook"), [b'{"id": 78}'], {
+                "X-Shopify-Topic": "orders/create", "X-Shopify-Triggered-At": triggered}))
+
+    analysis = analyze(open_ledger(proxy.ledger_url), proxy.run_id, criteria=Criteria(min_orders=1))
+    assert "X-Shopify-Triggered-At" in analysis.legacy_confirmation_source
+    assert "The storefront sends the legacy flow's confirmations itself" in render_markdown(analysis)
+    assert json.loads(render_json(analysis))["run"]["legacy_confirmation_source"]
