@@ -14,7 +14,11 @@ import os
 import re
 from typing import Any
 
-__all__ = ["HASH_PREFIX", "Redactor"]
+__all__ = ["HASH_PREFIX", "REDACTION_KEY_ENV", "Redactor", "redaction_key_from_env"]
+
+# Environment variable with the keyed hash's key, shared by every proxy of a
+# run so that their hashes of one customer match; never logged or stored.
+REDACTION_KEY_ENV = "CUTOVER_REDACTION_KEY"
 
 HASH_PREFIX = "h:"
 
@@ -62,6 +66,12 @@ PERSON_CONTAINERS = frozenset(
 RECIPIENT_KEYS = frozenset({"to", "cc", "bcc", "from", "reply_to", "replyto"})
 
 EMAIL_PATTERN = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def redaction_key_from_env() -> bytes | None:
+    """Return the shared redaction key from the environment, or None for a random one."""
+    value = os.environ.get(REDACTION_KEY_ENV, "")
+    return value.encode("utf-8") if value else None
 
 
 class Redactor:

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from cutover.ledger import safe_url
-from cutover.privacy import Redactor
+from cutover.privacy import Redactor, redaction_key_from_env
 from shadow.config import RouteSpec, ShadowConfig, parse_listen
 from shadow.events import EventBuilder, Observation
 from shadow.metrics import LiveFigures
@@ -46,7 +46,7 @@ class Backend:
         self._instance_id = instance_id
         self._metrics_listen = metrics_listen
         self._status = status
-        self.builder = EventBuilder(Redactor())
+        self.builder = EventBuilder(Redactor(redaction_key_from_env()))
         self.figures = LiveFigures(
             queue_depth=lambda: self.mirror.queued if self.mirror else 0,
             ledger_lag=lambda: self.recorder.backlog() if self.recorder else 0,

@@ -88,3 +88,13 @@ def test_redactor_hashes_klaviyo_profile():
     text = json.dumps(Redactor(b"k" * 32).redact(event))
     for personal in ("Sarah", "+15005550006", "89 E 42nd St"):
         assert personal not in text
+
+
+def test_redaction_key_from_env_is_shared(monkeypatch):
+    from cutover.privacy import REDACTION_KEY_ENV, redaction_key_from_env
+
+    monkeypatch.setenv(REDACTION_KEY_ENV, "shared-secret-value")
+    first, second = Redactor(redaction_key_from_env()), Redactor(redaction_key_from_env())
+    assert first.hash_value("jane@example.com") == second.hash_value("jane@example.com")
+    monkeypatch.delenv(REDACTION_KEY_ENV)
+    assert redaction_key_from_env() is None
