@@ -2,9 +2,10 @@
 
 The addon starts `python -m shadow.sidecar` and writes what its hooks saw to
 the sidecar's standard input: batches of messages, each batch a 4-byte
-big-endian length and a pickle. Writing is non-blocking; when the sidecar
-falls behind by more than `MAX_UNSENT_BYTES`, or has died, messages are
-dropped and counted, and the storefront's request never waits.
+big-endian length and a pickle. Writing never blocks the proxy. When the
+sidecar falls behind by more than `MAX_UNSENT_BYTES`, or has died, new
+messages are dropped, counted and logged, so the storefront's request never
+waits for it.
 
 Messages:
 
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
 
     # The sidecar ends when the proxy closes the pipe, after writing what it
-    # holds; a Ctrl-C or SIGTERM sent to the whole process group must not
+    # holds. A Ctrl-C or SIGTERM sent to the whole process group must not
     # cut that short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
