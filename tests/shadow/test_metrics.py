@@ -38,7 +38,8 @@ def test_live_figures_ignore_skipped_rows():
     assert figures.totals() == {}
 
 
-def _scrape(url: str, wanted: str, timeout_s: float = 15.0) -> str:
+def _scrape(url: str, wanted: list[str], timeout_s: float = 15.0) -> str:
+    """Scrape until every line in `wanted` is there (the figures follow the ledger writer)."""
     deadline = time.monotonic() + timeout_s
     text = ""
     while time.monotonic() < deadline:
@@ -47,7 +48,7 @@ def _scrape(url: str, wanted: str, timeout_s: float = 15.0) -> str:
                 text = answer.read().decode()
         except urllib.error.URLError:
             text = ""  # the metrics server starts with the sidecar, a moment after the proxy
-        if wanted in text:
+        if all(line in text for line in wanted):
             return text
         time.sleep(0.1)
     return text
@@ -75,8 +76,11 @@ def test_proxy_serves_metrics_on_loopback(tmp_path):
             confirmation = (b'{"categories":["order_confirmation"],'
                             b'"custom_args":{"order_id":"9007199254740993"}}')
             asyncio.run(_post(proxy.url("candidate-email", "/v3/mail/send"), confirmation))
-            text = _scrape(f"http://127.0.0.1:{metrics_port}/metrics",
-                           'cutover_open_gaps_total{flow="candidate"} 1.0')
+            text = _scrape(f"http://127.0.0.1:{metrics_port}/metrics", [
+                'cutover_open_gaps_total{flow="candidate"} 1.0',
+                'cutover_mirror_total{result="sent"} 1.0',
+                "cutover_webhooks_seen_total 1.0",
+            ])
 
     assert "cutover_webhooks_seen_total 1.0" in text
     assert 'cutover_mirror_total{result="sent"} 1.0' in text
