@@ -104,15 +104,19 @@ def wait_for_ports(
         time.sleep(0.1)
 
 
-def mitmdump_executable() -> str:
-    """Return the mitmdump installed beside this Python, else the one on PATH."""
-    beside = Path(sys.executable).parent / "mitmdump"
+def executable(name: str) -> str:
+    """Return the program `name` installed beside this Python, else the one on PATH."""
+    beside = Path(sys.executable).parent / name
     if beside.exists():
         return str(beside)
-    found = shutil.which("mitmdump")
+    found = shutil.which(name)
     if found is None:
-        raise ProcessError("mitmdump not found; install cutover with `make install`.")
+        raise ProcessError(f"{name} not found; install cutover with `make install`.")
     return found
+
+
+def mitmdump_executable() -> str:
+    return executable("mitmdump")
 
 
 def mitmdump_command(

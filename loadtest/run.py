@@ -17,8 +17,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -32,6 +30,8 @@ from cutover.demo import wait_until_settled
 from cutover.ledger import finish_run, ledger_url_for, open_ledger, start_run
 from cutover.processes import (
     ChildProcess,
+    ProcessError,
+    executable,
     mitmdump_command,
     start_proxy,
     start_sandbox,
@@ -107,14 +107,10 @@ def new_run_id() -> str:
 
 
 def locust_executable() -> str:
-    """Return the locust installed beside this Python, else the one on PATH."""
-    beside = Path(sys.executable).parent / "locust"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("locust")
-    if found is None:
-        raise LoadTestError("locust not found; install cutover with `make install`.")
-    return found
+    try:
+        return executable("locust")
+    except ProcessError as exc:
+        raise LoadTestError(str(exc)) from exc
 
 
 def run_loadtest(options: LoadTestOptions, *, on_progress: Callable[[str], None] = lambda _m: None) -> LoadTestResult:
