@@ -291,7 +291,12 @@ def compare(
     run_id, engine = open_run_ledger(run, ledger, runs_dir)
     try:
         if order:
-            print_timeline(order_timeline(engine, run_id, order), order)
+            events = order_timeline(engine, run_id, order)
+            if not events:
+                raise fail(f"No events for order {order!r} in run {run_id!r}. Order keys are "
+                           "stored as text, as the storefront sends them (for Shopify, the "
+                           "numeric order id).")
+            print_timeline(events, order)
             print_order_findings(inspect_order(engine, run_id, order))
             return
         analysis = analyze(engine, run_id)

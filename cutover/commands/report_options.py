@@ -106,12 +106,20 @@ def build_analysis_inputs(
                      (("min_orders", min_orders), ("min_parity", min_parity)) if value is not None}
         if overrides:
             config = replace(config, criteria=replace(config.criteria, **overrides))
-        storefront_orders = (load_order_export(orders_export, orders_export_key)
-                             if orders_export else None)
-    except (CompareConfigError, OrderExportError) as exc:
+    except CompareConfigError as exc:
         raise ReportOptionError(str(exc)) from exc
     except ValueError as exc:
         raise ReportOptionError(f"Invalid threshold option: {exc}") from exc
+
+    try:
+        storefront_orders = (load_order_export(orders_export, orders_export_key)
+                             if orders_export else None)
+    except OrderExportError as exc:
+        raise ReportOptionError(str(exc)) from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ReportOptionError(
+            f"Can't read the order export {orders_export}: {exc}. Export it as UTF-8 CSV or JSON."
+        ) from exc
     return ReportInputs(config, storefront_orders)
 
 

@@ -108,3 +108,28 @@ def test_every_option_has_help():
         for parameter in command.params:
             if parameter.param_type_name == "option":
                 assert parameter.help, f"{name} {parameter.opts}"
+
+
+def test_compare_unknown_order_is_an_error(runs_dir):
+    result = runner.invoke(app, ["compare", "run-1", "--runs-dir", str(runs_dir), "--order", "nope"])
+    assert result.exit_code == 2
+    assert "No events for order 'nope' in run 'run-1'" in result.output
+
+
+def test_report_rejects_non_utf8_export(runs_dir, tmp_path):
+    export = tmp_path / "orders.csv"
+    export.write_bytes(b"id\n\xff\xfe1\n")
+    result = runner.invoke(app, ["report", "run-1", "--runs-dir", str(runs_dir),
+                                 "--orders-export", str(export), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "Can't read the order export" in result.output
+    assert "threshold" not in result.output
+
+
+def test_report_keeps_brackets_in_error_messages(runs_dir, tmp_path):
+    config = tmp_path / "compare.toml"
+    config.write_text("[compare.criteria]\nmin_order = 5\n", encoding="utf-8")
+    result = runner.invoke(app, ["report", "run-1", "--runs-dir", str(runs_dir),
+                                 "--compare-config", str(config)])
+    assert result.exit_code == 2
+    assert "[compare.criteria]" in result.output
