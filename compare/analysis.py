@@ -311,7 +311,7 @@ class _RunTally:
             self._keep_row(row)
 
     def _within_skew(self, order: OrderJoin) -> bool:
-        """Whether the candidate's gap is timed across proxies and too small to call."""
+        """Return True when the candidate's gap is timed across proxies and too small to call."""
         if not order.wall_clock or self.skew_source is None:
             return False
         gap = gap_ms(order.candidate)

@@ -406,7 +406,7 @@ def list_instances(engine: Engine, run_id: str) -> list[ProxyInstance]:
 class LedgerWriter:
     """Insert event rows in batches from a background thread.
 
-    `put()` is cheap and never blocks, so a proxy hook can call it. The
+    `put()` is cheap and never blocks, so an event loop can call it. The
     optional `transform` turns what was put into an event row (a dict of
     `Event` columns) inside the writer's thread; it returns None to skip.
     Counters set through `count()` are written with every flush.

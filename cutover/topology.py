@@ -58,7 +58,7 @@ class Topology:
         return self.url(self.ingress_port) + WEBHOOK_PATH
 
     def sandbox_settings(self) -> SandboxSettings:
-        """The sandbox settings with every flow's ERP and email calls sent through a tap."""
+        """Return the sandbox settings with every flow's ERP and email calls sent through a tap."""
         return replace(
             self.sandbox,
             legacy_erp_url=self.url(self.legacy_erp_tap),
@@ -68,7 +68,7 @@ class Topology:
         )
 
     def shadow_config(self, *, run_id: str, ledger_url: str) -> dict[str, Any]:
-        """The shadow configuration, as the mapping `shadow.config.parse_config` reads."""
+        """Return the shadow configuration as the mapping `shadow.config.parse_config` reads."""
         sandbox = self.sandbox
         host = self.proxy_host
         return {

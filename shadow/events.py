@@ -1,9 +1,10 @@
 """Turn what the proxy's hooks observed into ledger events.
 
-Hooks only copy references and timestamps into an `Observation`; the
-ledger writer's thread calls `EventBuilder` to decode bodies, extract order
-keys, redact personal data and classify answers. That keeps JSON parsing,
-hashing and redaction off the proxy's hot path.
+Hooks only copy references and timestamps into an `Observation` and send it
+to the sidecar process. There the ledger writer's thread calls
+`EventBuilder` to decode bodies, extract order keys, redact personal data
+and classify responses. That keeps JSON parsing, hashing and redaction out
+of the proxy's process.
 
 What a route's traffic looks like (key rules, delivery headers, what counts
 as a submission, how an answer is classified) comes from its preset
@@ -243,7 +244,7 @@ class _BoundedMap(OrderedDict):
 
 
 class EventBuilder:
-    """Build ledger rows from observations; called by the ledger writer's thread."""
+    """Build ledger rows from observations; the sidecar's ledger writer thread calls it."""
 
     def __init__(self, redactor: Redactor | None = None) -> None:
         self._redactor = redactor or Redactor()

@@ -57,7 +57,7 @@ class MirrorCopy:
 
 @dataclass(slots=True)
 class MirrorResult:
-    """What happened to one copy; `kind` is mirror.sent, mirror.failed or mirror.dropped."""
+    """The outcome of one copy: `kind` is mirror.sent, mirror.failed, mirror.dropped or mirror.skipped."""
 
     kind: str
     copy: MirrorCopy
