@@ -8,10 +8,14 @@ run, each in a child process so that its peak memory (maxrss) is its own:
   mono_ns` read with the DB-API cursor, reduced to the candidate's open
   gaps in a few lines of Python. No parity, no classes: a floor, not a
   comparator;
-- `join-python` / `join-sql`: the per-order join alone, `join_orders` over
-  `iter_events` against `join_orders_sql`, consumed and counted;
-- `verdict-python` / `verdict-sql`: the whole `analyze` (classes, parity,
-  histograms, verdict) over each join.
+- `join-sql` / `join-python`: the per-order join alone in one process,
+  `join_orders_sql` against `join_orders` over the ORM's `iter_events`,
+  consumed and counted;
+- `verdict`: the whole `analyze` (classes, parity, histograms, verdict) as
+  `cutover report` runs it: the SQL join, with the run split into key
+  ranges over as many worker processes as there are CPUs (at most 4);
+- `verdict-1-worker`: the same in one process;
+- `verdict-python`: the same in one process over the Python join.
 
 A typical order has 8 events: webhook.received, erp.submitted, erp.acked
 and confirmation.sent in the legacy flow, and mirror.sent, erp.submitted,
@@ -20,7 +24,7 @@ orders vary: throttled retries, rejections, lost mirror copies, a payload
 difference, or a candidate that confirms before the acknowledgement.
 
     .venv/bin/python bench/compare_1m.py [--orders 1000000] [--postgres] \\
-        [--measure baseline,join-sql,verdict-sql,join-python,verdict-python]
+        [--measure baseline,join-sql,verdict,verdict-1-worker,join-python,verdict-python]
 
 The SQLite file is kept under `--data` (default `/tmp/cutover-bench`) and
 reused when it already contains a run of the requested size.
@@ -43,7 +47,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -53,7 +56,7 @@ from cutover.ledger import open_ledger, start_run  # noqa: E402
 RUN_ID = "bench-1m"
 RUN_START = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
-MEASUREMENTS = ("baseline", "join-sql", "verdict-sql", "join-python", "verdict-python")
+MEASUREMENTS = ("baseline", "join-sql", "verdict", "verdict-1-worker", "join-python", "verdict-python")
 _COLUMNS = ("run_id", "order_key", "flow", "kind", "wall_time", "mono_ns", "instance_id",
             "route", "http_flow_id", "status", "latency_ms", "snapshot", "digest", "detail")
 
@@ -191,13 +194,12 @@ def measure(url: str, what: str) -> dict:
             orders = join_orders(iter_events(engine, RUN_ID), tally)
         result = {"orders": sum(1 for _ in orders)}
     else:
-        patch = contextlib.nullcontext()
-        if what == "verdict-sql":
-            # analyze() has no switch for the join yet: swap the join it calls.
-            patch = mock.patch("compare.analysis.join_orders",
-                               lambda _events, tally: join_orders_sql(engine, RUN_ID, tally))
-        with patch:
-            analysis = analyze(engine, RUN_ID)
+        options = {
+            "verdict": {},
+            "verdict-1-worker": {"workers": 1},
+            "verdict-python": {"join": "python", "workers": 1},
+        }[what]
+        analysis = analyze(engine, RUN_ID, **options)
         result = {
             "orders": analysis.orders,
             "verdict": str(analysis.verdict),
@@ -206,6 +208,10 @@ def measure(url: str, what: str) -> dict:
         }
     result["seconds"] = round(time.perf_counter() - started, 2)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # The verdict's worker processes: the peak of the largest one.
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if children:
+        result["worker_peak_rss_mb"] = round(children)
     return result
 
 

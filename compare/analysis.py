@@ -10,8 +10,10 @@ held in a set.
 from __future__ import annotations
 
 import json
+import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,10 +27,18 @@ from compare.classes import HANDLED_CLASSES, OPEN_GAP_CLASSES, OrderClass, gap_m
 from compare.completeness import Reconciliation
 from compare.join import EvidenceTally, FlowSummary, OrderJoin, join_orders
 from compare.parity import Normalisation, field_pattern
+from compare.partitions import (
+    default_workers,
+    key_ranges,
+    merge_capped_counts,
+    merge_evidence,
+    merge_findings,
+    merge_reconciliation,
+)
 from compare.runs import ledger_url, load_run, order_timeline
 from compare.series import SeriesPoint, TimeSeries
 from compare.significance import RankComparison, compare_distributions
-from compare.sql_join import GapCall, SkewBound, join_orders_sql, judge_gap, skew_bound
+from compare.sql_join import GapCall, KeyRange, SkewBound, join_orders_sql, judge_gap, skew_bound
 from compare.timing import Distribution, GapRecorder, GapStats, LatencyRecorder, LatencyStats
 from compare.verdict import (
     MAX_EXAMPLES,
@@ -40,7 +50,7 @@ from compare.verdict import (
     evaluate,
 )
 from cutover.events import EventKind, Flow
-from cutover.ledger import Event, LedgerError, iter_events, load_counters
+from cutover.ledger import Event, LedgerError, iter_events, load_counters, open_ledger
 
 __all__ = [
     "STAGES",
@@ -66,6 +76,9 @@ TIMELINE_ROWS = 200
 # rest are counted under one name.
 MAX_DIFFERENCE_FIELDS = 200
 OTHER_FIELDS = "(other fields)"
+# A worker process counts up to this many fields by name; the merge keeps
+# the first MAX_DIFFERENCE_FIELDS of the run.
+_WORKER_FIELD_LIMIT = 100_000
 
 # Proxy counters of events that never reached the ledger: an order with a
 # lost event may look closed when it was not, so any of them makes the
@@ -242,6 +255,14 @@ class _FlowTally:
         elif order_class == OrderClass.CONFIRMED_WITHOUT_ERP:
             self.gaps.record_unbounded()
 
+    def merge(self, other: _FlowTally) -> None:
+        self.classes.update(other.classes)
+        self.totals.update(other.totals)
+        self.to_submission.merge(other.to_submission)
+        self.to_ack.merge(other.to_ack)
+        self.to_confirmation.merge(other.to_confirmation)
+        self.gaps.merge(other.gaps)
+
     def figures(self) -> FlowFigures:
         applicable = [c for c in OrderClass
                       if self.flow == Flow.CANDIDATE or c != OrderClass.NOT_MIRRORED]
@@ -290,6 +311,9 @@ class _RunTally:
     difference_fields: Counter[str] = field(default_factory=Counter)
     noise_fields: Counter[str] = field(default_factory=Counter)
     noise_orders: int = 0
+    # Differing fields counted by name before the rest go under OTHER_FIELDS.
+    # A worker process counts them all; the merge applies the limit.
+    field_limit: int = MAX_DIFFERENCE_FIELDS
     # Reads the run's clock skew bound; called once, at the first order
     # timed by wall clock (recorded by more than one proxy).
     skew_source: Callable[[], SkewBound] | None = None
@@ -396,7 +420,7 @@ class _RunTally:
         assert payload is not None
         patterns = {field_pattern(path) for path in payload.paths}
         for pattern in patterns:
-            if pattern in self.difference_fields or len(self.difference_fields) < MAX_DIFFERENCE_FIELDS:
+            if pattern in self.difference_fields or len(self.difference_fields) < self.field_limit:
                 self.difference_fields[pattern] += 1
             else:
                 self.difference_fields[OTHER_FIELDS] += 1
@@ -404,6 +428,41 @@ class _RunTally:
             self.noise_orders += 1
             self.noise_fields.update(pattern for pattern in patterns
                                      if pattern in self.difference_fields)
+
+    @classmethod
+    def merged(cls, parts: list[_RunTally]) -> _RunTally:
+        """Merge the tallies of consecutive key ranges, in key order, into the tally of the run."""
+        tally = parts[0]
+        difference_fields: Counter[str] = Counter()
+        merge_capped_counts(difference_fields, tally.difference_fields, MAX_DIFFERENCE_FIELDS,
+                            OTHER_FIELDS)
+        noise_fields = Counter(tally.noise_fields)
+        for other in parts[1:]:
+            tally.legacy.merge(other.legacy)
+            tally.candidate.merge(other.candidate)
+            merge_findings(tally.findings, other.findings)
+            tally.orders += other.orders
+            tally.extra_in_candidate += other.extra_in_candidate
+            tally.parity_unpaired += other.parity_unpaired
+            tally.parity_examples = (tally.parity_examples + other.parity_examples)[:MAX_EXAMPLES]
+            tally.confirmation_examples = (
+                tally.confirmation_examples + other.confirmation_examples)[:MAX_EXAMPLES]
+            tally.rows = _rows_by_severity(tally.rows + other.rows)
+            tally.notable_total += other.notable_total
+            tally.series.merge(other.series)
+            if tally.reconciliation is not None and other.reconciliation is not None:
+                merge_reconciliation(tally.reconciliation, other.reconciliation)
+            merge_capped_counts(difference_fields, other.difference_fields, MAX_DIFFERENCE_FIELDS,
+                                OTHER_FIELDS)
+            noise_fields.update(other.noise_fields)
+            tally.noise_orders += other.noise_orders
+            tally.skew = tally.skew or other.skew
+        tally.difference_fields = difference_fields
+        # One pass counts noise only for the fields it counts by name.
+        tally.noise_fields = Counter({name: count for name, count in noise_fields.items()
+                                      if name in difference_fields and name != OTHER_FIELDS})
+        tally.field_limit = MAX_DIFFERENCE_FIELDS
+        return tally
 
     def _keep_row(self, row: OrderRow) -> None:
         self.notable_total += 1
@@ -431,23 +490,37 @@ def analyze(
     *,
     storefront_orders: Iterable[str] | None = None,
     join: str = "auto",
+    workers: int | None = None,
 ) -> Analysis:
     """Join the run's events per order, compare the flows and decide the verdict.
 
     `storefront_orders` are the keys of the storefront's own order list;
     when given, orders that reached neither flow or only one are reported.
-    `join` is "sql" (grouped aggregates in the database), "python" (a
-    streamed pass over the events) or "auto", which takes SQL on SQLite and
-    PostgreSQL, where it is about three times faster; both give the same
-    orders. Raises RunNotFoundError when the run is not in the ledger, and
-    LedgerError when the ledger cannot be read.
+    `join` is "sql" (one sorted scan of the ledger's index with plain
+    driver rows), "python" (the ORM's events, a slower reference) or
+    "auto", which takes SQL on SQLite and PostgreSQL; both give the same
+    orders. With the SQL join, a large run is split into key ranges
+    analysed by `workers` processes (default: the CPUs available, at most
+    4); the result is the same as with one. Raises RunNotFoundError when
+    the run is not in the ledger, and LedgerError when the ledger cannot
+    be read.
     """
     if join not in ("auto", "sql", "python"):
         raise ValueError(f"join must be 'auto', 'sql' or 'python', but got {join!r}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be 1 or more, but got {workers}")
     use_sql = join == "sql" or (
         join == "auto" and engine.dialect.name in ("postgresql", "sqlite")
     )
+    criteria = criteria or Criteria()
     normalisation = normalisation or Normalisation()
+    if use_sql and _can_share(engine):
+        ranges = key_ranges(engine, run_id, workers or default_workers())
+        if len(ranges) > 1:
+            run = load_run(engine, run_id)
+            orders = set(storefront_orders) if storefront_orders is not None else None
+            tally, evidence = _tally_in_workers(engine, run_id, ranges, criteria, normalisation, orders)
+            return _finish(engine, run, tally, evidence, criteria, normalisation)
     return analyze_orders(
         engine, run_id,
         (lambda evidence: join_orders_sql(engine, run_id, evidence)) if use_sql
@@ -480,7 +553,63 @@ def analyze_orders(
         tally.reconciliation = Reconciliation(set(storefront_orders))
     for order in join(evidence):
         tally.add(order, assess_order(order, normalisation))
+    return _finish(engine, run, tally, evidence, criteria, normalisation)
 
+
+def _can_share(engine: Engine) -> bool:
+    """Tell whether other processes can open this engine's database: not an in-memory SQLite."""
+    if engine.dialect.name == "postgresql":
+        return True
+    database = engine.url.database
+    return engine.dialect.name == "sqlite" and bool(database) and database != ":memory:" \
+        and "mode=memory" not in str(engine.url)
+
+
+def _tally_in_workers(
+    engine: Engine, run_id: str, ranges: list[KeyRange], criteria: Criteria,
+    normalisation: Normalisation, storefront_orders: set[str] | None,
+) -> tuple[_RunTally, EvidenceTally]:
+    """Tally each key range in a process of its own and merge the tallies in key order."""
+    url = engine.url.render_as_string(hide_password=False)
+    # spawn, not fork: the caller may run threads (a progress display), and
+    # a forked child would inherit their locks.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(ranges), mp_context=context) as pool:
+        futures = [pool.submit(_tally_range, url, run_id, key_range, criteria, normalisation,
+                               storefront_orders) for key_range in ranges]
+        parts = [future.result() for future in futures]
+    tally = _RunTally.merged([part for part, _ in parts])
+    evidence = parts[0][1]
+    for _, other in parts[1:]:
+        merge_evidence(evidence, other)
+    tally.skew_source = lambda: skew_bound(engine, run_id)
+    return tally, evidence
+
+
+def _tally_range(
+    url: str, run_id: str, key_range: KeyRange, criteria: Criteria, normalisation: Normalisation,
+    storefront_orders: set[str] | None,
+) -> tuple[_RunTally, EvidenceTally]:
+    """Join and tally the orders of one key range; runs in a worker process."""
+    engine = open_ledger(url, create=False)
+    try:
+        evidence = EvidenceTally()
+        tally = _RunTally(criteria=criteria, field_limit=_WORKER_FIELD_LIMIT,
+                          skew_source=lambda: skew_bound(engine, run_id))
+        if storefront_orders is not None:
+            tally.reconciliation = Reconciliation(storefront_orders)
+        for order in join_orders_sql(engine, run_id, evidence, key_range=key_range):
+            tally.add(order, assess_order(order, normalisation))
+        tally.skew_source = None
+        return tally, evidence
+    finally:
+        engine.dispose()
+
+
+def _finish(engine: Engine, run: Any, tally: _RunTally, evidence: EvidenceTally,
+            criteria: Criteria, normalisation: Normalisation) -> Analysis:
+    """Decide the verdict on a finished tally and gather the figures of the report."""
+    run_id = run.id
     findings = tally.findings
     span_s = tally.series.span_s
     findings.hours_covered = None if span_s is None else span_s / 3600

@@ -10,8 +10,9 @@ When one order's events were recorded by more than one proxy instance,
 their monotonic clocks are unrelated, so that order is timed by wall clock
 instead and counted in `EvidenceTally.wall_clock_orders`.
 
-NOTE: wall-clock timing is only as good as the proxies' clock sync. No skew
-bound is applied, so a gap of a few ms on such an order may be skew.
+Wall-clock timing is only as good as the proxies' clock sync, so the
+analysis calls a gap on such an order only when it is wider than the
+proxies' skew bound (`compare.sql_join.judge_gap`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,16 @@ from operator import attrgetter
 from cutover.events import CONFIRMATION_KINDS, PENDING_NOTICE_KINDS, EventKind, Flow
 from cutover.ledger import Event
 
-__all__ = ["EvidenceTally", "FlowSummary", "OrderJoin", "join_orders", "summarise_order"]
+__all__ = [
+    "ROW_COLUMNS",
+    "EvidenceTally",
+    "FlowSummary",
+    "OrderJoin",
+    "join_orders",
+    "summarise_order",
+    "summarise_rows",
+    "wall_ns",
+]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A skipped copy (body over the mirror's size limit) never reached the
@@ -35,6 +45,13 @@ MIRROR_LOSS_KINDS = frozenset(
     {EventKind.MIRROR_FAILED, EventKind.MIRROR_DROPPED, EventKind.MIRROR_SKIPPED}
 )
 _KNOWN_KINDS = frozenset(EventKind)
+_RECEIVED_KINDS = frozenset({EventKind.WEBHOOK_RECEIVED, EventKind.MIRROR_SENT})
+
+# The event columns of one row handed to `summarise_rows`, in order, and
+# the positions the reduction reads.
+ROW_COLUMNS = ("order_key", "flow", "kind", "mono_ns", "id", "instance_id", "status", "digest",
+               "snapshot", "wall_time")
+_MONO, _ID, _INSTANCE, _WALL = 3, 4, 5, 9
 
 
 @dataclass(slots=True)
@@ -76,24 +93,22 @@ class FlowSummary:
             return self.snapshot_before_ack
         return self.last_snapshot
 
-    def add(self, event: Event, at_ns: int) -> None:
+    def add(self, kind: str, at_ns: int, digest: str | None, snapshot: str | None) -> None:
         """Fold one event of this flow, in time order, into the summary."""
         self.events += 1
-        kind = event.kind
-
-        if kind in (EventKind.WEBHOOK_RECEIVED, EventKind.MIRROR_SENT):
+        if kind in _RECEIVED_KINDS:
             if self.received_ns is None:
                 self.received_ns = at_ns
-            if event.digest:
-                self.body_digests.add(event.digest)
+            if digest:
+                self.body_digests.add(digest)
         elif kind in MIRROR_LOSS_KINDS:
             self.mirror_losses += 1
         elif kind == EventKind.ERP_SUBMITTED:
             self.submissions += 1
             if self.submitted_ns is None:
                 self.submitted_ns = at_ns
-            if event.snapshot is not None:
-                self.last_snapshot = event.snapshot
+            if snapshot is not None:
+                self.last_snapshot = snapshot
         elif kind == EventKind.ERP_ACKED:
             self.acks += 1
             if self.acked_ns is None:
@@ -111,7 +126,7 @@ class FlowSummary:
             self.confirmations += 1
             if self.confirmed_ns is None:
                 self.confirmed_ns = at_ns
-                self.confirmation_snapshot = event.snapshot
+                self.confirmation_snapshot = snapshot
         elif kind in PENDING_NOTICE_KINDS:
             self.pending_notices += 1
             if self.pending_notice_ns is None:
@@ -169,38 +184,67 @@ def join_orders(events: Iterable[Event], tally: EvidenceTally) -> Iterator[Order
 
 def summarise_order(order_key: str, events: list[Event], tally: EvidenceTally) -> OrderJoin:
     """Reduce all events of one order to a summary per flow."""
-    wall_clock = len({event.instance_id for event in events}) > 1
-    timed = [(_wall_ns(event.wall_time) if wall_clock else event.mono_ns, event) for event in events]
-    timed.sort(key=lambda pair: (pair[0], pair[1].id or 0))
+    rows = [(event.order_key, event.flow, event.kind, event.mono_ns, event.id or 0, event.instance_id,
+             event.status, event.digest, event.snapshot, event.wall_time) for event in events]
+    return summarise_rows(order_key, rows, tally)
+
+
+def summarise_rows(order_key: str, rows: list[tuple], tally: EvidenceTally, *,
+                   in_flow_order: bool = False) -> OrderJoin:
+    """Reduce the event rows of one order, laid out as `ROW_COLUMNS`, to a summary per flow.
+
+    With `in_flow_order`, the rows come sorted by flow, monotonic time and
+    id, as the ledger's index hands them out, which saves a sort when one
+    proxy instance recorded the whole order.
+    """
+    first_instance = rows[0][_INSTANCE]
+    wall_clock = False
+    for row in rows:
+        if row[_INSTANCE] != first_instance:
+            wall_clock = True
+            break
+    if wall_clock:
+        timed = sorted(((wall_ns(row[_WALL]), row) for row in rows),
+                       key=lambda pair: (pair[0], pair[1][_ID]))
+    elif in_flow_order:
+        timed = [(row[_MONO], row) for row in rows]
+    else:
+        timed = sorted(((row[_MONO], row) for row in rows), key=lambda pair: (pair[0], pair[1][_ID]))
 
     order = OrderJoin(order_key, FlowSummary(), FlowSummary(), wall_clock)
+    legacy, candidate = order.legacy, order.candidate
     seen: set[tuple[object, ...]] = set()
-    for at_ns, event in timed:
+    for at_ns, row in timed:
+        _, flow, kind, mono_ns, _, instance, status, digest, snapshot, _ = row
         # One proxy's monotonic clock never gives two observations the same
         # ns reading, so an identical row is the same observation stored twice.
-        identity = (event.flow, event.kind, event.instance_id, event.mono_ns, event.status,
-                    event.digest)
+        identity = (flow, kind, instance, mono_ns, status, digest)
         if identity in seen:
             tally.repeated_events += 1
             continue
         seen.add(identity)
-        if event.flow == Flow.LEGACY:
-            summary = order.legacy
-        elif event.flow == Flow.CANDIDATE:
-            summary = order.candidate
+        if flow == Flow.LEGACY:
+            summary = legacy
+        elif flow == Flow.CANDIDATE:
+            summary = candidate
         else:
             tally.unknown_flow += 1
             continue
-        if event.kind not in _KNOWN_KINDS:
-            tally.unknown_kind[event.kind] += 1
-        elif event.kind in MIRROR_LOSS_KINDS:
-            tally.mirror_losses[event.kind] += 1
-        summary.add(event, at_ns)
+        if kind not in _KNOWN_KINDS:
+            tally.unknown_kind[kind] += 1
+        elif kind in MIRROR_LOSS_KINDS:
+            tally.mirror_losses[kind] += 1
+        summary.add(kind, at_ns, digest, snapshot)
     return order
 
 
-def _wall_ns(moment: datetime) -> int:
-    # SQLite returns the stored UTC time without its zone.
+def wall_ns(value: datetime | str) -> int:
+    """Return a wall-clock time as ns since the epoch.
+
+    SQLite hands out the stored text of a UTC time without its zone, the
+    ORM a naive datetime, PostgreSQL an aware one.
+    """
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     delta = moment - _EPOCH

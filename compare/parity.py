@@ -17,9 +17,11 @@ Each flow's acknowledged submission is normalised before comparison:
 - differences only in `noise_paths` (fields an A/A run showed to differ
   with no change at all) make the pair equal, flagged as noise.
 
-A canonical SHA-256 of the normalised payload decides most pairs. deepdiff
-runs only when the digests differ, to describe the difference or to find
-that there is none.
+A canonical SHA-256 of the normalised payload decides most pairs. It is
+computed in one pass over the decoded payload, without building the
+normalised copy, and each field path's ignore decision is tested once per
+run and then looked up (`_PathNode`). deepdiff runs only when the digests
+differ, to describe the difference or to find that there is none.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from deepdiff import DeepDiff
@@ -38,6 +41,7 @@ __all__ = [
     "DEFAULT_IGNORE_PATHS",
     "Normalisation",
     "PayloadComparison",
+    "compare_decoded",
     "compare_payloads",
     "field_pattern",
 ]
@@ -61,6 +65,50 @@ _DECIMAL_STRING = re.compile(r"[+-]?(?:0|[1-9]\d*)(?:\.\d+)?")
 # Lines of the deepdiff description kept in one example.
 _DIFF_LINES = 3
 
+# Field paths whose ignore decision is remembered per Normalisation. Beyond
+# this many (payloads keyed by ever-new names), paths are tested each time.
+_MAX_PATH_NODES = 100_000
+
+# deepdiff 8 reports a dict that shares few keys with the other as one
+# changed value. A threshold of 0 makes it report each member, so every
+# difference carries the paths of the fields that differ.
+_DEEPER = {"threshold_to_diff_deeper": 0}
+
+# Differences described by deepdiff remembered per Normalisation.
+_MAX_CACHED_DIFFERENCES = 10_000
+
+# Leaf values whose canonical text is remembered, keyed by type and value
+# (True == 1, but their texts differ), and how many are remembered at most.
+_CACHED_LEAVES = frozenset({int, float, str, Decimal})
+_MAX_LEAVES = 100_000
+
+
+class _PathNode:
+    """One field path (with list indexes) seen in payloads, and whether it is ignored."""
+
+    __slots__ = ("children", "ignored", "key_text", "path")
+
+    def __init__(self, path: str, ignored: bool, key_text: str) -> None:
+        self.path = path
+        self.ignored = ignored
+        # The key as canonical JSON text with its colon, used for dict members.
+        self.key_text = key_text
+        self.children: dict[Any, _PathNode] = {}
+
+
+class _PathTree:
+    """Memory of a Normalisation between payloads: field paths, leaf texts and differences."""
+
+    __slots__ = ("differences", "leaves", "root", "size")
+
+    def __init__(self) -> None:
+        self.root = _PathNode("root", False, "")
+        self.size = 1
+        # Canonical texts of numbers and numeric strings, by (type, value).
+        self.leaves: dict[tuple[type, Any], str] = {}
+        # Comparisons of pruned payload pairs, by the pair's repr.
+        self.differences: dict[tuple[str, str], Any] = {}
+
 
 @dataclass(frozen=True)
 class Normalisation:
@@ -80,8 +128,10 @@ class Normalisation:
     noise_paths: tuple[str, ...] = ()
     _patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
     _noise_patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
+    _tree: _PathTree = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_tree", _PathTree())
         object.__setattr__(self, "ignore_paths", _path_tuple("ignore_paths", self.ignore_paths))
         object.__setattr__(self, "noise_paths", _path_tuple("noise_paths", self.noise_paths))
         object.__setattr__(self, "_patterns", _compile_paths("ignore path", self.ignore_paths))
@@ -139,8 +189,11 @@ class Normalisation:
         if isinstance(value, list):
             return [self.quantized(item) for item in value]
         if isinstance(value, Decimal) and value.is_finite():
-            steps = (value / tolerance).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
-            return steps * tolerance
+            # Enough precision for every whole step, however large the value.
+            exact = Context(prec=max(28, value.adjusted() - tolerance.adjusted() + 10))
+            steps = exact.divide(value, tolerance).quantize(Decimal(1), rounding=ROUND_HALF_EVEN,
+                                                            context=exact)
+            return exact.multiply(steps, tolerance)
         return value
 
     def _ignored(self, path: str) -> bool:
@@ -149,6 +202,67 @@ class Normalisation:
     def digest(self, normalised: Any) -> str:
         """Return the SHA-256 of a normalised payload's canonical form."""
         return hashlib.sha256(self._canonical(normalised).encode()).hexdigest()
+
+    def payload_digest(self, payload: Any) -> str:
+        """Return the digest of a decoded payload as normalised and quantized.
+
+        Equal to `digest(quantized(apply(payload)))`, in one pass and
+        without building the normalised copy.
+        """
+        return hashlib.sha256(self._canonical_raw(payload, self._tree.root).encode()).hexdigest()
+
+    def _canonical_raw(self, value: Any, node: _PathNode) -> str:
+        kind = type(value)
+        if kind is dict:
+            members = []
+            children = node.children
+            for key, item in value.items():
+                child = children.get(key) or self._child(node, key, f"{node.path}[{key!r}]")
+                if not child.ignored:
+                    members.append(child.key_text + self._canonical_raw(item, child))
+            members.sort()
+            return "{" + ",".join(members) + "}"
+        if kind is list:
+            items = []
+            children = node.children
+            for index, item in enumerate(value):
+                child = children.get(index) or self._child(node, index, f"{node.path}[{index}]")
+                if not child.ignored:
+                    items.append(self._canonical_raw(item, child))
+            if self.ignore_order:
+                items.sort()
+            return "[" + ",".join(items) + "]"
+        if isinstance(value, dict):
+            return self._canonical_raw(dict(value), node)
+        if isinstance(value, list):
+            return self._canonical_raw(list(value), node)
+        if kind not in _CACHED_LEAVES:
+            return self._leaf_text(value)
+
+        # Amounts, quantities and codes repeat across orders, so leaf texts
+        # are remembered.
+        leaves = self._tree.leaves
+        text = leaves.get((kind, value))
+        if text is None:
+            text = self._leaf_text(value)
+            if len(leaves) < _MAX_LEAVES and (kind is not Decimal or value.is_finite()):
+                leaves[(kind, value)] = text
+        return text
+
+    def _leaf_text(self, value: Any) -> str:
+        if type(value) is str and not (self.decimal_numbers and _DECIMAL_STRING.fullmatch(value)):
+            return encode_basestring_ascii(value)
+        if self.decimal_numbers:
+            value = _to_decimal(value)
+        return self._canonical(self.quantized(value))
+
+    def _child(self, node: _PathNode, key: Any, path: str) -> _PathNode:
+        child = _PathNode(path, self._ignored(path), f"{json.dumps(str(key))}:")
+        tree = self._tree
+        if tree.size < _MAX_PATH_NODES:
+            node.children[key] = child
+            tree.size += 1
+        return child
 
     def _canonical(self, value: Any) -> str:
         # Written by hand rather than with json.dumps(sort_keys=True) so that
@@ -184,7 +298,10 @@ def _to_decimal(value: Any) -> Any:
 def _decimal_text(value: Decimal) -> str:
     if value == 0:
         return "0"
-    return format(value.normalize(), "f")
+    # The context's precision must cover every digit, or normalize() would
+    # round a long id such as 10**30 + 1 to 10**30.
+    exact = Context(prec=max(28, len(value.as_tuple().digits)))
+    return format(value.normalize(exact), "f")
 
 
 @dataclass(frozen=True)
@@ -213,8 +330,15 @@ def compare_payloads(
             return PayloadComparison(False, f"The {flow} snapshot is not valid JSON: {exc}.")
         if flow == "candidate":
             payload = normalisation.map_fields(payload)
-        payloads.append(normalisation.apply(payload))
-    return compare_normalised(payloads[0], payloads[1], normalisation)
+        payloads.append(payload)
+    return compare_decoded(payloads[0], payloads[1], normalisation)
+
+
+def compare_decoded(legacy: Any, candidate: Any, normalisation: Normalisation) -> PayloadComparison:
+    """Compare two decoded payloads, normalising them only when their digests differ."""
+    if normalisation.payload_digest(legacy) == normalisation.payload_digest(candidate):
+        return PayloadComparison(True)
+    return compare_normalised(normalisation.apply(legacy), normalisation.apply(candidate), normalisation)
 
 
 def compare_normalised(legacy: Any, candidate: Any, normalisation: Normalisation) -> PayloadComparison:
@@ -223,6 +347,21 @@ def compare_normalised(legacy: Any, candidate: Any, normalisation: Normalisation
     if legacy_digest == normalisation.digest(normalisation.quantized(candidate)):
         return PayloadComparison(True)
 
+    # deepdiff costs about a millisecond a pair, so it gets only the members
+    # that differ, and a difference met before (the same lines with the same
+    # change, say) is described from the cache.
+    legacy, candidate = _pruned(legacy, candidate, normalisation)
+    cache = normalisation._tree.differences
+    key = (repr(legacy), repr(candidate))
+    comparison = cache.get(key)
+    if comparison is None:
+        comparison = _describe_difference(legacy, candidate, normalisation)
+        if len(cache) < _MAX_CACHED_DIFFERENCES:
+            cache[key] = comparison
+    return comparison
+
+
+def _describe_difference(legacy: Any, candidate: Any, normalisation: Normalisation) -> PayloadComparison:
     diff = _deep_diff(legacy, candidate, normalisation)
     if not diff:
         return PayloadComparison(True)
@@ -232,11 +371,37 @@ def compare_normalised(legacy: Any, candidate: Any, normalisation: Normalisation
     return PayloadComparison(False, _describe(diff), paths)
 
 
+def _pruned(legacy: Any, candidate: Any, normalisation: Normalisation) -> tuple[Any, Any]:
+    """Drop the dict members equal in both payloads, at any depth, keeping the paths of the rest.
+
+    deepdiff compares dict members key by key, so it finds the same
+    differences, at the same paths, in what is left. Lists are kept whole,
+    because with ignore_order their items are matched across the list.
+    """
+    if not (isinstance(legacy, dict) and isinstance(candidate, dict)):
+        return legacy, candidate
+    kept_legacy, pruned_members = {}, {}
+    for key, value in legacy.items():
+        if key not in candidate:
+            kept_legacy[key] = value
+        elif not _same(value, candidate[key], normalisation):
+            kept_legacy[key], pruned_members[key] = _pruned(value, candidate[key], normalisation)
+    # Each side keeps its own key order, which deepdiff's description follows.
+    kept_candidate = {key: pruned_members.get(key, value) for key, value in candidate.items()
+                      if key not in legacy or key in pruned_members}
+    return kept_legacy, kept_candidate
+
+
+def _same(legacy: Any, candidate: Any, normalisation: Normalisation) -> bool:
+    return (normalisation._canonical(normalisation.quantized(legacy))
+            == normalisation._canonical(normalisation.quantized(candidate)))
+
+
 def _deep_diff(legacy: Any, candidate: Any, normalisation: Normalisation) -> DeepDiff:
     tolerance = normalisation.decimal_tolerance
     if tolerance is None:
         return DeepDiff(legacy, candidate, ignore_order=normalisation.ignore_order,
-                        report_repetition=normalisation.ignore_order)
+                        report_repetition=normalisation.ignore_order, **_DEEPER)
 
     # deepdiff applies math_epsilon to nested values only with ignore_order
     # off (deepdiff 8.6), so lists are put in one canonical order first: by
@@ -244,7 +409,7 @@ def _deep_diff(legacy: Any, candidate: Any, normalisation: Normalisation) -> Dee
     if normalisation.ignore_order:
         legacy = _sorted_lists(legacy, normalisation)
         candidate = _sorted_lists(candidate, normalisation)
-    return DeepDiff(legacy, candidate, math_epsilon=float(tolerance))
+    return DeepDiff(legacy, candidate, math_epsilon=float(tolerance), **_DEEPER)
 
 
 def _sorted_lists(value: Any, normalisation: Normalisation) -> Any:

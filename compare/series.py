@@ -21,9 +21,10 @@ class SeriesPoint:
 class TimeSeries:
     """Named counts per time bucket; the bucket width doubles whenever there are too many buckets.
 
-    Times are ns on one clock. The first time recorded is the origin, so
-    times must come in any order but from one clock; earlier times than the
-    origin shift it.
+    Times are ns on one clock. Buckets are aligned to multiples of their
+    width on that clock, not to the first time seen, so the buckets depend
+    only on the times recorded, not on their order: two series of parts of
+    a run merge into the series of the whole run.
     """
 
     def __init__(self, first_width_s: float = 1.0, max_buckets: int = 4096) -> None:
@@ -35,11 +36,28 @@ class TimeSeries:
 
     def add(self, at_ns: int, name: str, count: int = 1) -> None:
         if self.first_ns is None or at_ns < self.first_ns:
-            self._rebase(at_ns)
+            self.first_ns = at_ns
         if self.last_ns is None or at_ns > self.last_ns:
             self.last_ns = at_ns
-        index = (at_ns - self.first_ns) // self.width_ns
-        self._buckets.setdefault(index, Counter())[name] += count
+        index = at_ns // self.width_ns
+        counts = self._buckets.get(index)
+        if counts is None:
+            counts = self._buckets[index] = Counter()
+        counts[name] += count
+        while len(self._buckets) > self.max_buckets:
+            self._widen()
+
+    def merge(self, other: TimeSeries) -> None:
+        """Add the counts of another series recorded on the same clock with the same settings."""
+        if other.first_ns is None:
+            return
+        while self.width_ns < other.width_ns:
+            self._widen()
+        factor = self.width_ns // other.width_ns
+        for index, counts in other._buckets.items():
+            self._buckets.setdefault(index // factor, Counter()).update(counts)
+        self.first_ns = other.first_ns if self.first_ns is None else min(self.first_ns, other.first_ns)
+        self.last_ns = other.last_ns if self.last_ns is None else max(self.last_ns, other.last_ns)
         while len(self._buckets) > self.max_buckets:
             self._widen()
 
@@ -72,14 +90,18 @@ class TimeSeries:
         return best * 60 * _NS_PER_S / (span * self.width_ns)
 
     def points(self, max_points: int = 120) -> list[SeriesPoint]:
-        """Return the buckets in time order, merged so that at most `max_points` remain."""
+        """Return the buckets in time order, merged so that at most `max_points` remain.
+
+        Each point starts at a whole number of its widths from the first bucket.
+        """
         if not self._buckets:
             return []
-        last = max(self._buckets)
+        first = min(self._buckets)
+        last = max(self._buckets) - first
         merge = max(1, -(-(last + 1) // max_points))
         merged: dict[int, Counter[str]] = {}
         for index in range(0, last + 1):
-            counts = self._buckets.get(index)
+            counts = self._buckets.get(first + index)
             target = merged.setdefault(index // merge, Counter())
             if counts:
                 target.update(counts)
@@ -92,14 +114,3 @@ class TimeSeries:
         for index, counts in self._buckets.items():
             widened.setdefault(index // 2, Counter()).update(counts)
         self._buckets = widened
-
-    def _rebase(self, at_ns: int) -> None:
-        if self.first_ns is None:
-            self.first_ns = at_ns
-            return
-        # Shift by whole buckets so that existing indexes stay valid.
-        shift = -(-(self.first_ns - at_ns) // self.width_ns)
-        self.first_ns -= shift * self.width_ns
-        self._buckets = {index + shift: counts for index, counts in self._buckets.items()}
-        while len(self._buckets) > self.max_buckets:
-            self._widen()

@@ -15,7 +15,7 @@ from typing import Any
 
 from compare.classes import HANDLED_CLASSES, OrderClass
 from compare.join import OrderJoin
-from compare.parity import Normalisation, PayloadComparison, compare_normalised
+from compare.parity import Normalisation, PayloadComparison, compare_decoded
 
 __all__ = ["CONFIRMATION_NORMALISATION", "compare_confirmations", "confirmation_content",
            "extra_side_effects"]
@@ -62,8 +62,8 @@ def compare_confirmations(
         if content is None:
             return PayloadComparison(
                 False, f"The {flow} confirmation snapshot has no template data to compare.")
-        contents.append(normalisation.apply(content))
-    return compare_normalised(contents[0], contents[1], normalisation)
+        contents.append(content)
+    return compare_decoded(contents[0], contents[1], normalisation)
 
 
 def extra_side_effects(order: OrderJoin, legacy: OrderClass, candidate: OrderClass) -> tuple[str, ...]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from compare import Criteria, analyze
@@ -82,3 +84,28 @@ def test_latency_before_webhook_is_counted_not_recorded() -> None:
     assert stats.count == 1
     assert stats.before_webhook == 1
     assert stats.max_ms == 2.0
+
+
+def test_bucketed_recording_builds_the_same_hdr_histogram() -> None:
+    """Counting per bucket first gives the histogram that recording each value gives."""
+    from hdrh.histogram import HdrHistogram
+
+    from compare.timing import HIGHEST_TRACKABLE_MS, _Histogram
+
+    rng = random.Random(11)
+    values_ms = [0.0, 0.001, 2.047, 2.048, 2.049, 4.095, 4.096, 1000.0, HIGHEST_TRACKABLE_MS * 2.0]
+    values_ms += [rng.expovariate(1 / 50) for _ in range(5000)]
+    values_ms += [rng.uniform(0, 10**7) for _ in range(500)]
+
+    bucketed = _Histogram()
+    direct = HdrHistogram(1, HIGHEST_TRACKABLE_MS * 1000, 3)
+    for value in values_ms:
+        bucketed.record(value)
+        direct.record_value(min(round(value * 1000), HIGHEST_TRACKABLE_MS * 1000))
+
+    histogram = bucketed.histogram()
+    assert list(histogram.counts[:histogram.counts_len]) == list(direct.counts[:direct.counts_len])
+    assert histogram.total_count == direct.total_count == len(values_ms)
+    expected = [(min(max(item.value_iterated_to / 1000, min(values_ms)), max(values_ms)),
+                 item.count_at_value_iterated_to) for item in direct.get_recorded_iterator()]
+    assert bucketed.distribution() == expected

@@ -1,23 +1,13 @@
-"""analyze() reaches the same verdict and figures through the SQL join and the Python join."""
+"""analyze() reaches the same verdict and figures through every join and any number of workers."""
 
 from __future__ import annotations
 
-import inspect
-
-import pytest
-
+from compare import partitions
 from compare.analysis import analyze
 from cutover.events import Flow
 from cutover.ledger import open_ledger, start_run
 from tests.compare.factories import LedgerRun
 from tests.ledger.scenarios import insert, random_events, rich_events
-
-# NOTE: runs once compare/analysis.py passes join="sql" / join="python" through
-# to join_orders_sql / join_orders; until then it is skipped with this reason.
-pytestmark = pytest.mark.skipif(
-    "join" not in inspect.signature(analyze).parameters,
-    reason="analyze() has no join= parameter yet, so the SQL join is not wired into it",
-)
 
 
 def _run_with_every_class(engine) -> None:
@@ -46,3 +36,35 @@ def test_analyze_same_through_sql_and_python(ledger_url):
     assert through_sql.evidence == through_python.evidence
     assert through_sql.notable_orders == through_python.notable_orders
     assert through_sql == through_python
+
+
+def test_analyze_same_split_over_workers(ledger_url, monkeypatch):
+    """Key ranges tallied by three worker processes merge into the one-process analysis."""
+    engine = open_ledger(ledger_url)
+    start_run(engine, "run-1", "shadow", {})
+    _run_with_every_class(engine)
+    storefront = ["open-1", "missing-1", "never-seen-1", "#1001", "#1008"]
+    in_one = analyze(engine, "run-1", workers=1, storefront_orders=storefront)
+
+    monkeypatch.setattr(partitions, "MIN_EVENTS_PER_WORKER", 1)
+    ranges = partitions.key_ranges(engine, "run-1", 3)
+    in_three = analyze(engine, "run-1", workers=3, storefront_orders=storefront)
+
+    assert len(ranges) == 3
+    assert in_three.orders == in_one.orders > 30
+    assert in_three.reconciliation == in_one.reconciliation
+    assert in_three.charts == in_one.charts
+    assert in_three == in_one
+
+
+def test_key_ranges_cover_every_key_once(sqlite_url):
+    engine = open_ledger(sqlite_url)
+    start_run(engine, "run-1", "shadow", {})
+    _run_with_every_class(engine)
+
+    assert partitions.key_ranges(engine, "run-1", 4) == [(None, None)]
+    ranges = partitions.key_ranges(engine, "run-1", 4, min_events=1)
+    assert len(ranges) == 4
+    assert ranges[0][0] is None and ranges[-1][1] is None
+    for (_, high), (low, _) in zip(ranges, ranges[1:], strict=False):
+        assert high == low
