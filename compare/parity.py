@@ -216,10 +216,15 @@ class Normalisation:
         if kind is dict:
             members = []
             children = node.children
+            leaves = self._tree.leaves
             for key, item in value.items():
                 child = children.get(key) or self._child(node, key, f"{node.path}[{key!r}]")
-                if not child.ignored:
-                    members.append(child.key_text + self._canonical_raw(item, child))
+                if child.ignored:
+                    continue
+                # Leaves are looked up here rather than in a call of their own:
+                # most members are leaves, and a call costs more than the lookup.
+                text = leaves.get((type(item), item)) if type(item) in _CACHED_LEAVES else None
+                members.append(child.key_text + (text or self._canonical_raw(item, child)))
             members.sort()
             return "{" + ",".join(members) + "}"
         if kind is list:
@@ -232,22 +237,21 @@ class Normalisation:
             if self.ignore_order:
                 items.sort()
             return "[" + ",".join(items) + "]"
+        if kind in _CACHED_LEAVES:
+            # Amounts, quantities and codes repeat across orders, so leaf
+            # texts are remembered.
+            leaves = self._tree.leaves
+            text = leaves.get((kind, value))
+            if text is None:
+                text = self._leaf_text(value)
+                if len(leaves) < _MAX_LEAVES and (kind is not Decimal or value.is_finite()):
+                    leaves[(kind, value)] = text
+            return text
         if isinstance(value, dict):
             return self._canonical_raw(dict(value), node)
         if isinstance(value, list):
             return self._canonical_raw(list(value), node)
-        if kind not in _CACHED_LEAVES:
-            return self._leaf_text(value)
-
-        # Amounts, quantities and codes repeat across orders, so leaf texts
-        # are remembered.
-        leaves = self._tree.leaves
-        text = leaves.get((kind, value))
-        if text is None:
-            text = self._leaf_text(value)
-            if len(leaves) < _MAX_LEAVES and (kind is not Decimal or value.is_finite()):
-                leaves[(kind, value)] = text
-        return text
+        return self._leaf_text(value)
 
     def _leaf_text(self, value: Any) -> str:
         if type(value) is str and not (self.decimal_numbers and _DECIMAL_STRING.fullmatch(value)):
@@ -318,6 +322,10 @@ class PayloadComparison:
     noise: bool = False
 
 
+# The outcome of most pairs; PayloadComparison is frozen, so one instance serves all.
+_EQUAL = PayloadComparison(True)
+
+
 def compare_payloads(
     legacy_snapshot: str, candidate_snapshot: str, normalisation: Normalisation
 ) -> PayloadComparison:
@@ -337,7 +345,7 @@ def compare_payloads(
 def compare_decoded(legacy: Any, candidate: Any, normalisation: Normalisation) -> PayloadComparison:
     """Compare two decoded payloads, normalising them only when their digests differ."""
     if normalisation.payload_digest(legacy) == normalisation.payload_digest(candidate):
-        return PayloadComparison(True)
+        return _EQUAL
     return compare_normalised(normalisation.apply(legacy), normalisation.apply(candidate), normalisation)
 
 
@@ -345,7 +353,7 @@ def compare_normalised(legacy: Any, candidate: Any, normalisation: Normalisation
     """Compare two payloads that `Normalisation.apply` already normalised."""
     legacy_digest = normalisation.digest(normalisation.quantized(legacy))
     if legacy_digest == normalisation.digest(normalisation.quantized(candidate)):
-        return PayloadComparison(True)
+        return _EQUAL
 
     # deepdiff costs about a millisecond a pair, so it gets only the members
     # that differ, and a difference met before (the same lines with the same
@@ -364,7 +372,7 @@ def compare_normalised(legacy: Any, candidate: Any, normalisation: Normalisation
 def _describe_difference(legacy: Any, candidate: Any, normalisation: Normalisation) -> PayloadComparison:
     diff = _deep_diff(legacy, candidate, normalisation)
     if not diff:
-        return PayloadComparison(True)
+        return _EQUAL
     paths = tuple(sorted(diff.affected_paths))
     if paths and all(normalisation.is_noise(path) for path in paths):
         return PayloadComparison(True, _describe(diff), paths, noise=True)
@@ -432,8 +440,13 @@ def field_pattern(path: str) -> str:
 
 def _decode(snapshot: str, normalisation: Normalisation) -> Any:
     # Decimal keeps every digit of a JSON number; a float would round it.
-    parse_float = Decimal if normalisation.decimal_numbers else float
-    return json.loads(snapshot, parse_float=parse_float)
+    decoder = _DECIMAL_DECODER if normalisation.decimal_numbers else _FLOAT_DECODER
+    return decoder.decode(snapshot)
+
+
+# json.loads with keyword arguments builds a decoder per call.
+_DECIMAL_DECODER = json.JSONDecoder(parse_float=Decimal)
+_FLOAT_DECODER = json.JSONDecoder()
 
 
 def _describe(diff: DeepDiff) -> str:
