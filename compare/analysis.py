@@ -80,10 +80,12 @@ OTHER_FIELDS = "(other fields)"
 # the first MAX_DIFFERENCE_FIELDS of the run.
 _WORKER_FIELD_LIMIT = 100_000
 
-# Proxy counters of events that never reached the ledger: an order with a
-# lost event may look closed when it was not, so any of them makes the
-# evidence incomplete.
-RECORDING_LOSS_COUNTERS = ("ledger.lost", "ledger.rejected", "events.transform_failed")
+# Proxy counters of events that never reached the ledger, and the estimate
+# of events lost by proxies that stopped without a clean stop: an order
+# with a lost event may look closed when it was not, so any of them makes
+# the evidence incomplete.
+RECORDING_LOSS_COUNTERS = ("ledger.lost", "ledger.rejected", "events.transform_failed",
+                           "ledger.may_be_missing")
 
 # Order rows kept for display, the most severe first. The count of all
 # notable orders is kept regardless.

@@ -15,6 +15,7 @@ Accepted exports:
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +34,22 @@ class OrderExportError(ValueError):
 
 
 def load_order_export(path: Path, key: str | None = None) -> set[str]:
-    """Return the order keys in a CSV or JSON export of the storefront's orders."""
+    """Return the order keys in a CSV or JSON export of the storefront's orders.
+
+    Raises OrderExportError, naming the file and the problem, for a file
+    that can't be read, is not UTF-8, is not valid CSV or JSON, or lists no orders.
+    """
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except OSError as exc:
-        raise OrderExportError(f"Can't read the order export {path}: {exc}") from exc
+        raise OrderExportError(f"Can't read the order export {path}: {exc.strerror or exc}") from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise OrderExportError(
+            f"Can't read the order export {path}: it is not UTF-8 text (byte {data[exc.start]:#04x} "
+            f"at offset {exc.start}). Export it as UTF-8 CSV or JSON."
+        ) from exc
 
     if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
         keys = _json_keys(path, text, key)
@@ -49,22 +61,34 @@ def load_order_export(path: Path, key: str | None = None) -> set[str]:
 
 
 def _csv_keys(path: Path, text: str, key: str | None) -> set[str]:
-    reader = csv.DictReader(text.splitlines())
-    columns = reader.fieldnames or []
-    column = key or next((name for name in KEY_COLUMNS if name in columns), None)
-    if column is None or column not in columns:
+    # strict: an unclosed quote raises instead of swallowing the rest of the
+    # file into one field, which would drop every order after it.
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        columns = reader.fieldnames or []
+        column = key or next((name for name in KEY_COLUMNS if name in columns), None)
+        if column is None or column not in columns:
+            raise OrderExportError(
+                f"The order export {path} has no key column {key or ' or '.join(KEY_COLUMNS)!r}; "
+                f"its columns are {', '.join(columns) or 'none'}. Pass --orders-export-key COLUMN."
+            )
+        # Shopify's CSV export repeats the order's row once per line item.
+        return {row[column].strip() for row in reader if (row.get(column) or "").strip()}
+    except csv.Error as exc:
         raise OrderExportError(
-            f"The order export {path} has no key column {key or ' or '.join(KEY_COLUMNS)!r}; "
-            f"its columns are {', '.join(columns) or 'none'}. Pass --orders-export-key COLUMN."
-        )
-    # Shopify's CSV export repeats the order's row once per line item.
-    return {row[column].strip() for row in reader if (row.get(column) or "").strip()}
+            f"The order export {path} is not valid CSV on line {reader.line_num}: {exc}. "
+            "Check for an unclosed quote."
+        ) from exc
 
 
 def _json_keys(path: Path, text: str, key: str | None) -> set[str]:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
+        raise OrderExportError(f"The order export {path} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise OrderExportError(f"The order export {path} is JSON nested too deeply to read.") from exc
+    except ValueError as exc:  # an integer of more than 4300 digits
         raise OrderExportError(f"The order export {path} is not valid JSON: {exc}") from exc
     if isinstance(document, dict):
         document = document.get("orders")

@@ -63,8 +63,20 @@ def load_compare_config(path: Path) -> CompareConfig:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise CompareConfigError(f"Can't read the comparison configuration {path}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except UnicodeDecodeError as exc:
+        raise CompareConfigError(
+            f"Can't read the comparison configuration {path}: it is not UTF-8 text (invalid byte "
+            f"at offset {exc.start}). Save it as UTF-8 TOML."
+        ) from exc
+    except ValueError as exc:  # TOMLDecodeError, or an integer of more than 4300 digits
         raise CompareConfigError(f"Invalid TOML in {path}: {exc}") from exc
+    if document and "compare" not in document:
+        # A file with only [criteria] or [normalisation] tables would
+        # otherwise give the defaults silently.
+        raise CompareConfigError(
+            f"{path} has no [compare] table (its top-level keys are {', '.join(sorted(document))}); "
+            "write the settings under [compare.criteria] and [compare.normalisation]."
+        )
     return parse_compare_config(document, str(path))
 
 

@@ -31,7 +31,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -73,6 +73,17 @@ _MAX_PATH_NODES = 100_000
 # changed value. A threshold of 0 makes it report each member, so every
 # difference carries the paths of the fields that differ.
 _DEEPER = {"threshold_to_diff_deeper": 0}
+
+# Numbers whose decimal exponent is within this are written without one.
+_PLAIN_EXPONENT = 100
+
+# A tolerance applies to numbers with at most this many more digits than it.
+_MAX_TOLERANCE_STEPS_DIGITS = 60
+
+
+def _exact_context(precision: int) -> Context:
+    """Return a decimal context of `precision` digits and the widest exponent range."""
+    return Context(prec=precision, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 # Differences described by deepdiff remembered per Normalisation.
 _MAX_CACHED_DIFFERENCES = 10_000
@@ -189,8 +200,12 @@ class Normalisation:
         if isinstance(value, list):
             return [self.quantized(item) for item in value]
         if isinstance(value, Decimal) and value.is_finite():
+            magnitude = value.adjusted() - tolerance.adjusted()
+            if magnitude > _MAX_TOLERANCE_STEPS_DIGITS:
+                # A number so much larger than the tolerance is compared exactly.
+                return value
             # Enough precision for every whole step, however large the value.
-            exact = Context(prec=max(28, value.adjusted() - tolerance.adjusted() + 10))
+            exact = _exact_context(max(28, magnitude + 10))
             steps = exact.divide(value, tolerance).quantize(Decimal(1), rounding=ROUND_HALF_EVEN,
                                                             context=exact)
             return exact.multiply(steps, tolerance)
@@ -304,8 +319,13 @@ def _decimal_text(value: Decimal) -> str:
         return "0"
     # The context's precision must cover every digit, or normalize() would
     # round a long id such as 10**30 + 1 to 10**30.
-    exact = Context(prec=max(28, len(value.as_tuple().digits)))
-    return format(value.normalize(exact), "f")
+    normalised = value.normalize(_exact_context(max(28, len(value.as_tuple().digits))))
+    # Written out in full, 1E+999999999 would take a gigabyte; such numbers
+    # keep their exponent. Equal values take the same branch, so equal
+    # numbers still have equal texts.
+    if not -_PLAIN_EXPONENT < normalised.adjusted() < _PLAIN_EXPONENT:
+        return str(normalised)
+    return format(normalised, "f")
 
 
 @dataclass(frozen=True)
@@ -412,21 +432,67 @@ def _deep_diff(legacy: Any, candidate: Any, normalisation: Normalisation) -> Dee
                         report_repetition=normalisation.ignore_order, **_DEEPER)
 
     # deepdiff applies math_epsilon to nested values only with ignore_order
-    # off (deepdiff 8.6), so lists are put in one canonical order first: by
-    # their quantized text, which pairs numbers within the tolerance.
+    # off (deepdiff 8.6), so the candidate's lists are first put in the order
+    # of the legacy flow's, each item next to one it matches within the
+    # tolerance.
     if normalisation.ignore_order:
-        legacy = _sorted_lists(legacy, normalisation)
-        candidate = _sorted_lists(candidate, normalisation)
+        legacy, candidate = _aligned(legacy, candidate, tolerance)
     return DeepDiff(legacy, candidate, math_epsilon=float(tolerance), **_DEEPER)
 
 
-def _sorted_lists(value: Any, normalisation: Normalisation) -> Any:
-    if isinstance(value, dict):
-        return {key: _sorted_lists(item, normalisation) for key, item in value.items()}
-    if isinstance(value, list):
-        items = [_sorted_lists(item, normalisation) for item in value]
-        return sorted(items, key=lambda item: normalisation._canonical(normalisation.quantized(item)))
-    return value
+def _aligned(legacy: Any, candidate: Any, tolerance: Decimal) -> tuple[Any, Any]:
+    """Reorder the lists of both payloads so that items equal within `tolerance` share an index.
+
+    Lists of numbers are sorted: in one dimension, pairing sorted values
+    finds a match within the tolerance whenever one exists. Other lists
+    keep the legacy order, and each legacy item takes the first unmatched
+    candidate item close to it.
+    """
+    if isinstance(legacy, dict) and isinstance(candidate, dict):
+        pairs = {key: _aligned(legacy[key], candidate[key], tolerance)
+                 for key in legacy if key in candidate}
+        return ({key: pairs[key][0] if key in pairs else value for key, value in legacy.items()},
+                {key: pairs[key][1] if key in pairs else value for key, value in candidate.items()})
+    if not (isinstance(legacy, list) and isinstance(candidate, list)):
+        return legacy, candidate
+
+    if all(isinstance(item, Decimal) for item in (*legacy, *candidate)):
+        return sorted(legacy), sorted(candidate)
+    unmatched = list(range(len(candidate)))
+    matches: list[int | None] = []
+    for item in legacy:
+        match = next((index for index in unmatched if _close(item, candidate[index], tolerance)), None)
+        if match is not None:
+            unmatched.remove(match)
+        matches.append(match)
+    # Items left over fill the places of legacy items without a match, so
+    # that a line whose price moved beyond the tolerance is compared with
+    # the line it replaced.
+    leftovers = iter(unmatched)
+    order = [match if match is not None else next(leftovers, None) for match in matches]
+    order = [index for index in order if index is not None] + list(leftovers)
+    reordered = [candidate[index] for index in order]
+    pairs = [_aligned(item, other, tolerance) for item, other in zip(legacy, reordered, strict=False)]
+    return ([pair[0] for pair in pairs] + legacy[len(pairs):],
+            [pair[1] for pair in pairs] + reordered[len(pairs):])
+
+
+def _close(legacy: Any, candidate: Any, tolerance: Decimal) -> bool:
+    """Tell whether two normalised values are equal, numbers within `tolerance`, lists in any order."""
+    if isinstance(legacy, Decimal) and isinstance(candidate, Decimal):
+        if not (legacy.is_finite() and candidate.is_finite()):
+            return legacy == candidate or (legacy.is_nan() and candidate.is_nan())
+        return abs(legacy - candidate) <= tolerance
+    if isinstance(legacy, dict) and isinstance(candidate, dict):
+        return legacy.keys() == candidate.keys() and all(
+            _close(value, candidate[key], tolerance) for key, value in legacy.items())
+    if isinstance(legacy, list) and isinstance(candidate, list):
+        if len(legacy) != len(candidate):
+            return False
+        aligned_legacy, aligned_candidate = _aligned(legacy, candidate, tolerance)
+        return all(_close(item, other, tolerance)
+                   for item, other in zip(aligned_legacy, aligned_candidate, strict=True))
+    return type(legacy) is type(candidate) and legacy == candidate
 
 
 def field_pattern(path: str) -> str:

@@ -306,6 +306,12 @@ def _evidence_section(analysis: Analysis) -> str:
     if analysis.counters.get("ledger.lost"):
         notes.append(f"Events lost by the ledger: {analysis.counters['ledger.lost']}. Orders "
                      "with a lost event may be classified on incomplete evidence.")
+    if analysis.counters.get("ledger.may_be_missing"):
+        notes.append(f"Events that may be missing because a proxy instance stopped without a "
+                     f"clean stop (killed, crashed, or cut off from the ledger): about "
+                     f"{analysis.counters['ledger.may_be_missing']}, the maximum that instance "
+                     "held unwritten at once. Its orders may be classified on incomplete "
+                     "evidence.")
     if evidence["orders_not_mirrored"]:
         notes.append(f"Orders that never reached the candidate: {evidence['orders_not_mirrored']}. "
                      "They are excluded from the candidate's criteria.")

@@ -267,7 +267,8 @@ def _evidence_results(criteria: Criteria, findings: Findings) -> list[CriterionR
     lost = sum(findings.recording_losses.values())
     results.append(_at_most(
         "no_recording_loss",
-        "Events the proxies observed but could not store in the ledger ("
+        "Events the proxies observed but could not store in the ledger, or may have lost "
+        "by stopping without a clean stop ("
         + (", ".join(f"{name} {count}" for name, count in findings.recording_losses.items())
            or "none") + ")",
         lost, 0, None, evidence=True, unit="events",

@@ -96,7 +96,7 @@ def open_run_ledger(run: str | None, ledger: str | None, runs_dir: Path):
     With --ledger the run defaults to the ledger's newest run; without it,
     to the newest run folder under --runs-dir.
     """
-    from cutover.ledger import LedgerError, open_ledger
+    from cutover.ledger import LedgerError, open_ledger, safe_url
 
     if ledger is None:
         run_id = run or newest_run(runs_dir)
@@ -108,7 +108,7 @@ def open_run_ledger(run: str | None, ledger: str | None, runs_dir: Path):
         if ledger is not None and run is None:
             run = newest_run_id(engine)
             if run is None:
-                raise fail(f"The ledger {ledger} holds no run yet.")
+                raise fail(f"The ledger {safe_url(ledger)} holds no run yet.")
         return run or run_id, engine
     except LedgerError as exc:
         raise fail(str(exc)) from exc

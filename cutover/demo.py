@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 
 from cutover.events import EventKind, Flow
 from cutover.ledger import Event, finish_run, ledger_url_for, open_ledger, start_run
-from cutover.processes import start_proxy, start_sandbox
+from cutover.processes import start_proxy, start_sandbox, write_sandbox_settings
 from cutover.topology import Topology
 from sandbox.orders import make_orders
 from sandbox.settings import SandboxSettings
@@ -80,7 +80,7 @@ def run_parallel(
     topology = Topology.on_free_ports(options.sandbox)
     settings = replace(topology.sandbox_settings(), seed=options.seed)
     settings_path = folder / "sandbox.json"
-    settings_path.write_text(settings.to_json(), encoding="utf-8")
+    webhook_secret = write_sandbox_settings(settings, settings_path)
     shadow_path = folder / "shadow.json"
     shadow = topology.shadow_config(run_id=options.run_id, ledger_url=ledger_url)
     shadow_path.write_text(json.dumps(shadow, indent=2), encoding="utf-8")
@@ -95,7 +95,8 @@ def run_parallel(
     sandbox = proxy = None
     try:
         on_progress("starting the sandbox")
-        sandbox = start_sandbox(settings_path, topology.sandbox_ports, folder / "sandbox.log")
+        sandbox = start_sandbox(settings_path, topology.sandbox_ports, folder / "sandbox.log",
+                                webhook_secret=webhook_secret)
         on_progress("starting the shadow proxy")
         proxy = start_proxy(shadow_path, mode_specs, topology.proxy_ports, folder / "proxy.log")
 

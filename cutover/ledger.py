@@ -11,7 +11,11 @@ batches (COPY on PostgreSQL). Rows the writer cannot store are counted as
 `cutover/migrations/`) and rejects a ledger written by a newer cutover.
 Each proxy instance registers itself in `proxy_instances` with its wall
 clock's offset from the ledger server's clock, so the comparator can state
-how far apart the instances' clocks may be.
+how far apart the instances' clocks may be. Its writer keeps a heartbeat
+in that row and marks the clean stop after its last flush; an instance
+with neither a clean stop nor a recent heartbeat was killed or crashed,
+and `load_counters` reports the events it may have lost as
+`ledger.may_be_missing`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +45,7 @@ __all__ = [
     "ProxyInstance",
     "Run",
     "RunCounter",
+    "UncleanStop",
     "finish_run",
     "insert_events",
     "iter_events",
@@ -51,6 +57,7 @@ __all__ = [
     "register_instance",
     "safe_url",
     "start_run",
+    "unclean_stops",
     "utc_now",
 ]
 
@@ -65,6 +72,14 @@ DEFAULT_BUFFER_ROWS = 200_000
 # first to the last, then staying there.
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 10.0
+# A writer refreshes its instance's heartbeat this often. An instance with
+# no clean stop and no heartbeat for STALE_AFTER_S counts as stopped without
+# one (killed, crashed, or cut off from the ledger that long).
+HEARTBEAT_INTERVAL_S = 1.0
+STALE_AFTER_S = 10.0
+# Counter name of the events that instances stopped without a clean stop
+# may have lost; `load_counters` computes it, no writer counts it.
+MAY_BE_MISSING = "ledger.may_be_missing"
 # Round trips to the ledger server when measuring a proxy's clock offset;
 # the one with the shortest round trip is kept.
 CLOCK_SAMPLES = 8
@@ -146,6 +161,31 @@ class ProxyInstance(SQLModel, table=True):
     clock_uncertainty_ms: float | None = None
     clock_reference: str = Field(default="", max_length=64,
                                  description="what the offset was measured against")
+    # Unix time in seconds of the writer's last stored flush or idle
+    # heartbeat; None until its first one (and on instances registered by
+    # older code). Seconds, not a DateTime, so that run exports carry it as
+    # a plain number.
+    heartbeat_unix_s: float | None = None
+    # Unix time in seconds of the writer's last flush on a clean stop.
+    stopped_unix_s: float | None = None
+    # The maximum number of events the writer held unwritten, taken at each
+    # commit: what a kill at the worst moment seen so far would have lost.
+    max_unwritten_events: int = Field(default=0, sa_column=Column(BigInteger, nullable=False,
+                                                                   server_default="0"))
+    # Events that earlier runs of this instance id, stopped without a clean
+    # stop, may have lost; carried over when the instance registers again.
+    missing_before_restart: int = Field(default=0, sa_column=Column(BigInteger, nullable=False,
+                                                                     server_default="0"))
+
+
+@dataclass(frozen=True)
+class UncleanStop:
+    """A proxy instance that stopped without storing its last events, or may have."""
+
+    instance_id: str
+    # Its last heartbeat: events it observed after this may be missing.
+    last_heartbeat: datetime | None
+    may_be_missing: int
 
 
 def utc_now() -> datetime:
@@ -272,8 +312,12 @@ def iter_events(engine: Engine, run_id: str, *, batch: int = 5000) -> Iterator[E
         raise LedgerError(f"Can't read the events of run {run_id!r}: {exc}") from exc
 
 
-def load_counters(engine: Engine, run_id: str) -> dict[str, int]:
-    """Return the run's counters summed over its proxy instances."""
+def load_counters(engine: Engine, run_id: str, *, now: datetime | None = None) -> dict[str, int]:
+    """Return the run's counters summed over its proxy instances.
+
+    Adds `ledger.may_be_missing`, the events that instances stopped without
+    a clean stop may have lost (see `unclean_stops`), when there are any.
+    """
     totals: dict[str, int] = {}
     try:
         with Session(engine) as session:
@@ -281,7 +325,38 @@ def load_counters(engine: Engine, run_id: str) -> dict[str, int]:
                 totals[row.name] = totals.get(row.name, 0) + row.value
     except SQLAlchemyError as exc:
         raise LedgerError(f"Can't read the counters of run {run_id!r}: {exc}") from exc
+    missing = sum(stop.may_be_missing for stop in unclean_stops(engine, run_id, now=now))
+    if missing:
+        totals[MAY_BE_MISSING] = totals.get(MAY_BE_MISSING, 0) + missing
     return totals
+
+
+def unclean_stops(engine: Engine, run_id: str, *, now: datetime | None = None) -> list[UncleanStop]:
+    """Return the run's proxy instances that stopped without a clean stop.
+
+    An instance counts when it has a heartbeat older than `STALE_AFTER_S`
+    and no clean stop: it was killed, crashed, or its ledger has been
+    unreachable since. It may have lost the events it held unwritten, which
+    are estimated by the maximum it held at a commit (at least one event,
+    because an idle instance may have received one just before it died).
+    A crash under more load than the instance had seen loses more.
+    Losses of earlier runs of a restarted instance are added as well.
+    NOTE: observations still in the proxy's pipe to its sidecar are not in
+    that bound; they are the events of one event-loop turn.
+    """
+    now_s = (now or utc_now()).timestamp()
+    stops = []
+    for instance in list_instances(engine, run_id):
+        may_be_missing = instance.missing_before_restart or 0
+        heartbeat_s = instance.heartbeat_unix_s
+        last_heartbeat = None
+        if (instance.stopped_unix_s is None and heartbeat_s is not None
+                and now_s - heartbeat_s > STALE_AFTER_S):
+            may_be_missing += max(1, instance.max_unwritten_events or 0)
+            last_heartbeat = datetime.fromtimestamp(heartbeat_s, UTC)
+        if may_be_missing:
+            stops.append(UncleanStop(instance.instance_id, last_heartbeat, may_be_missing))
+    return stops
 
 
 def insert_events(connection: Connection, rows: list[dict[str, Any]]) -> None:
@@ -358,7 +433,8 @@ def register_instance(
 ) -> ProxyInstance:
     """Record that a proxy instance records into `run_id`, with its measured clock offset.
 
-    Registering again (a restarted proxy) replaces the earlier row. A failed
+    Registering again (a restarted proxy) replaces the earlier row, keeping
+    the events an earlier run without a clean stop may have lost. A failed
     clock measurement is logged and stored as an unknown offset, so the
     comparator treats that instance's wall-clock gaps as unbounded.
     """
@@ -380,6 +456,7 @@ def register_instance(
         with Session(engine) as session:
             existing = session.get(ProxyInstance, (run_id, instance_id))
             if existing is not None:
+                instance.missing_before_restart = _missing_of(existing)
                 session.delete(existing)
                 session.flush()
             session.add(instance)
@@ -390,6 +467,17 @@ def register_instance(
     log.info("Instance %s of run %s registered: clock offset %s ms (within %s ms, against %s)",
              instance_id, run_id, offset_ms, uncertainty_ms, reference)
     return instance
+
+
+def _missing_of(earlier: ProxyInstance) -> int:
+    """Return the events an earlier run of a re-registered instance may have lost."""
+    missing = earlier.missing_before_restart or 0
+    if earlier.stopped_unix_s is None and earlier.heartbeat_unix_s is not None:
+        bound = max(1, earlier.max_unwritten_events or 0)
+        log.warning("Instance %s of run %s did not stop cleanly before this start; up to %d "
+                    "events it observed may be missing", earlier.instance_id, earlier.run_id, bound)
+        missing += bound
+    return missing
 
 
 def list_instances(engine: Engine, run_id: str) -> list[ProxyInstance]:
@@ -409,7 +497,10 @@ class LedgerWriter:
     `put()` is cheap and never blocks, so an event loop can call it. The
     optional `transform` turns what was put into an event row (a dict of
     `Event` columns) inside the writer's thread; it returns None to skip.
-    Counters set through `count()` are written with every flush.
+    Counters set through `count()` are written with every flush. The
+    writer keeps the heartbeat of its instance's `proxy_instances` row (if
+    the instance is registered) and marks the clean stop after `close()`
+    stored everything.
     """
 
     def __init__(
@@ -422,6 +513,7 @@ class LedgerWriter:
         batch_size: int = DEFAULT_BATCH_SIZE,
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         buffer_rows: int = DEFAULT_BUFFER_ROWS,
+        heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, but got {batch_size!r}")
@@ -444,6 +536,12 @@ class LedgerWriter:
         self._retry_at: float | None = None
         self._retry_wait_s = RETRY_FIRST_S
         self._overflow_logged = False
+        self._heartbeat_interval_s = heartbeat_interval_s
+        self._next_heartbeat = 0.0
+        self._max_unwritten = 0
+        # Counter values stored by earlier writers of this run and instance,
+        # read at the first write of counters.
+        self._counter_base: dict[str, int] | None = None
         self.written = 0
 
     def start(self) -> None:
@@ -479,6 +577,7 @@ class LedgerWriter:
                 self._drain(deadline)
                 if self._retry_at is None or time.monotonic() >= self._retry_at:
                     self._flush()
+                    self._beat()
             except Exception:  # the thread must outlive any one failure
                 log.exception("Ledger writer failed (run %s); %d rows kept for the next try",
                               self._run_id, len(self._pending))
@@ -533,12 +632,19 @@ class LedgerWriter:
     def _flush(self, final: bool = False) -> None:
         while self._pending or final:
             rows = self._pending[: self._batch_size]
+            last = len(self._pending) <= self._batch_size
+            unwritten = max(self._max_unwritten, len(self._pending) + self._inbox.qsize())
+            # Every flush's last transaction refreshes the heartbeat: the
+            # peak of unwritten rows must be stored before a kill can lose it.
+            beat = last
             try:
                 with self._engine.begin() as connection:
                     if rows:
                         self._insert(connection, rows)
-                    if final or len(self._pending) <= self._batch_size:
+                    if final or last:
                         self._write_counters(connection)
+                    if beat:
+                        self._write_heartbeat(connection, unwritten, stopped=final)
             except (DataError, IntegrityError) as exc:
                 # The database answered, but refused a row (a value too long
                 # for its column, say). One bad row must not block the rest.
@@ -564,8 +670,35 @@ class LedgerWriter:
                 self._overflow_logged = False
             del self._pending[: len(rows)]
             self.written += len(rows)
+            self._max_unwritten = unwritten
+            if beat:
+                self._next_heartbeat = time.monotonic() + self._heartbeat_interval_s
             if not self._pending:
                 return
+
+    def _beat(self) -> None:
+        """Write the heartbeat of an idle writer when it is due."""
+        if self._failing_since is not None or time.monotonic() < self._next_heartbeat:
+            return
+        try:
+            with self._engine.begin() as connection:
+                self._write_heartbeat(connection, self._max_unwritten, stopped=False)
+        except SQLAlchemyError as exc:
+            self._report_failure(exc)
+            return
+        self._next_heartbeat = time.monotonic() + self._heartbeat_interval_s
+
+    def _write_heartbeat(self, connection: Connection, unwritten: int, *, stopped: bool) -> None:
+        table = ProxyInstance.__table__
+        now_s = time.time()
+        values: dict[str, Any] = {"heartbeat_unix_s": now_s, "max_unwritten_events": unwritten}
+        if stopped:
+            values["stopped_unix_s"] = now_s
+        connection.execute(
+            table.update()
+            .where((table.c.run_id == self._run_id) & (table.c.instance_id == self._instance_id))
+            .values(**values)
+        )
 
     def _insert(self, connection: Connection, rows: list[dict[str, Any]]) -> None:
         insert_events(connection, rows)
@@ -598,12 +731,22 @@ class LedgerWriter:
         log.warning("Batch of %d events split after %s; %d rejected (run %s)",
                     len(rows), first_error.__class__.__name__, rejected, self._run_id)
         return done
+
     def _write_counters(self, connection: Any) -> None:
         counters = self.counters()
         if not counters:
             return
         table = RunCounter.__table__
-        for name, value in counters.items():
+        if self._counter_base is None:
+            # A restarted instance (same run and instance id) continues the
+            # counts of its earlier runs instead of replacing them.
+            rows = connection.execute(
+                select(table.c.name, table.c.value)
+                .where((table.c.run_id == self._run_id) & (table.c.instance_id == self._instance_id))
+            )
+            self._counter_base = {name: value for name, value in rows}
+        for name, count in counters.items():
+            value = self._counter_base.get(name, 0) + count
             key = (
                 (table.c.run_id == self._run_id)
                 & (table.c.instance_id == self._instance_id)
@@ -622,9 +765,16 @@ class LedgerWriter:
         if self._failing_since is None:
             self._failing_since = now
             log.error("Can't write to the ledger (run %s), keeping up to %d rows in memory "
-                      "and retrying: %s", self._run_id, self._buffer_rows, exc.__class__.__name__)
+                      "and retrying: %s", self._run_id, self._buffer_rows, _first_line(exc))
         else:
             log.debug("Ledger still unreachable (run %s), next attempt in %.1f s",
                       self._run_id, self._retry_wait_s)
         self._retry_at = now + self._retry_wait_s
         self._retry_wait_s = min(self._retry_wait_s * 2, RETRY_MAX_S)
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    """Return the driver's message of `exc` without SQLAlchemy's statement and parameters."""
+    reason = str(exc.orig) if getattr(exc, "orig", None) is not None else ""
+    first = reason.strip().splitlines()[0] if reason.strip() else ""
+    return f"{exc.__class__.__name__}: {first}" if first else exc.__class__.__name__

@@ -7,6 +7,7 @@ its events to the ledger), the sandbox last.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -16,7 +17,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "ChildProcess",
@@ -26,6 +29,7 @@ __all__ = [
     "start_proxy",
     "start_sandbox",
     "wait_for_ports",
+    "write_sandbox_settings",
 ]
 
 log = logging.getLogger(__name__)
@@ -144,11 +148,31 @@ def start_proxy(
     return child
 
 
+def write_sandbox_settings(settings: Any, path: Path) -> str:
+    """Write sandbox settings to `path` without the webhook signing secret, and return the secret.
+
+    A run folder is evidence that people share, so the secret reaches the
+    sandbox through its environment (`start_sandbox(..., webhook_secret=...)`).
+    """
+    fields = asdict(settings)
+    secret = fields.pop("webhook_secret")
+    path.write_text(json.dumps(fields, indent=2), encoding="utf-8")
+    return secret
+
+
 def start_sandbox(
     settings_path: Path, ports: Sequence[int], log_path: Path,
-    *, host: str = "127.0.0.1", timeout_s: float = 30.0,
+    *, host: str = "127.0.0.1", timeout_s: float = 30.0, webhook_secret: str | None = None,
 ) -> ChildProcess:
+    """Start `python -m sandbox` with a settings file.
+
+    A `webhook_secret` replaces the file's, passed in the environment.
+    """
+    from sandbox import WEBHOOK_SECRET_ENV
+
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if webhook_secret is not None:
+        env[WEBHOOK_SECRET_ENV] = webhook_secret
     child = ChildProcess(
         "sandbox", [sys.executable, "-m", "sandbox", "--settings", str(settings_path)],
         log_path, env=env,

@@ -36,6 +36,7 @@ from cutover.processes import (
     start_proxy,
     start_sandbox,
     wait_for_ports,
+    write_sandbox_settings,
 )
 from cutover.topology import Topology, free_ports
 from loadtest.phases import LoadTestFigures, analyze_phases, read_order_logs, read_timeline
@@ -206,13 +207,14 @@ def _start_sandbox_topology(
     topology = Topology.on_free_ports(options.sandbox)
     settings = replace(topology.sandbox_settings(), seed=options.seed)
     settings_path = folder / "sandbox.json"
-    settings_path.write_text(settings.to_json(), encoding="utf-8")
+    webhook_secret = write_sandbox_settings(settings, settings_path)
     shadow = topology.shadow_config(run_id=options.run_id, ledger_url=ledger_url)
     shadow_path = folder / "shadow.json"
     shadow_path.write_text(json.dumps(shadow, indent=2), encoding="utf-8")
 
     on_progress("starting the sandbox")
-    sandbox = start_sandbox(settings_path, topology.sandbox_ports, folder / "sandbox.log")
+    sandbox = start_sandbox(settings_path, topology.sandbox_ports, folder / "sandbox.log",
+                            webhook_secret=webhook_secret)
     children.append(sandbox)
     on_progress("starting the shadow proxy")
     mode_specs = [f"reverse:{route['upstream']}@{route['listen']}" for route in shadow["route"]]
@@ -238,7 +240,11 @@ def _start_configured_proxy(
     engine = _open_run(options, ledger_url)
 
     on_progress("starting the shadow proxy")
-    extra = ["--set", f"cutover_ledger={ledger_url}", "--set", f"cutover_run_id={options.run_id}"]
+    extra = ["--set", f"cutover_run_id={options.run_id}"]
+    if ledger_url != config.ledger_url:
+        # A URL from the configuration is left there: on the command line, a
+        # password in it would show in every process listing.
+        extra += ["--set", f"cutover_ledger={ledger_url}"]
     command = mitmdump_command(options.proxy_config.resolve(), config.mode_specs, extra=extra)
     proxy = ChildProcess("mitmdump", command, folder / "proxy.log")
     children.insert(0, proxy)

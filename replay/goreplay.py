@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -42,8 +43,19 @@ def write_goreplay_record(file: BinaryIO, request_id: str, timestamp_ns: int, pa
 def read_goreplay(path: Path, problems: ReadProblems) -> Iterator[CapturedRequest]:
     """Yield the request records of a GoReplay file in file order."""
     opener = gzip.open if path.name.endswith(".gz") else open
+    record = 0
     with opener(path, "rb") as file:
-        for record, raw in enumerate(_records(file), start=1):
+        records = _records(file)
+        while True:
+            try:
+                raw = next(records)
+            except StopIteration:
+                return
+            except (OSError, EOFError, zlib.error) as exc:
+                # gzip.BadGzipFile is an OSError; a truncated file raises EOFError.
+                problems.add(CaptureError(str(path), record + 1, f"the gzip stream can't be read: {exc}"))
+                return
+            record += 1
             try:
                 request = _parse_record(raw, str(path), record)
             except CaptureError as exc:

@@ -99,16 +99,27 @@ def _object_keys(stream: _JsonStream) -> Iterator[str]:
         return
 
 
+class _NotHar(ValueError):
+    pass
+
+
 def _entries(stream: _JsonStream) -> Iterator[Any]:
-    """Yield the items of log.entries without holding the whole array."""
+    """Yield the items of log.entries without holding the whole array.
+
+    Raises _NotHar at the end of a JSON object that has no log.entries array.
+    """
+    found = False
     for key in _object_keys(stream):
         if key != "log":
             stream.value()
             continue
+        if stream.peek() != "{":
+            raise _NotHar("its 'log' is not an object")
         for log_key in _object_keys(stream):
             if log_key != "entries":
                 stream.value()
                 continue
+            found = True
             stream.expect("[")
             if stream.peek() == "]":
                 stream.expect("]")
@@ -120,6 +131,8 @@ def _entries(stream: _JsonStream) -> Iterator[Any]:
                     continue
                 stream.expect("]")
                 break
+    if not found:
+        raise _NotHar("it has no log.entries array")
 
 
 def read_har(path: Path, problems: ReadProblems) -> Iterator[CapturedRequest]:
@@ -132,7 +145,13 @@ def read_har(path: Path, problems: ReadProblems) -> Iterator[CapturedRequest]:
                 entry = next(entries)
             except StopIteration:
                 return
-            except (ValueError, UnicodeDecodeError) as exc:
+            except _NotHar as exc:
+                problems.add(CaptureError(str(path), None, f"not a HAR file: {exc}."))
+                return
+            except RecursionError:
+                problems.add(CaptureError(str(path), record + 1, "not valid HAR JSON: nested too deeply to read."))
+                return
+            except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an over-long integer
                 problems.add(CaptureError(str(path), record + 1, f"not valid HAR JSON: {exc}"))
                 return
             record += 1

@@ -45,7 +45,9 @@ def read_jsonl(path: Path, problems: ReadProblems) -> Iterator[CapturedRequest]:
 def _request_of(line: bytes, source: str, record: int) -> CapturedRequest:
     try:
         item = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        raise CaptureError(source, record, "the line is JSON nested too deeply to read.") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an over-long integer
         raise CaptureError(source, record, f"the line is not JSON: {exc}") from None
     if not isinstance(item, dict):
         raise CaptureError(source, record, "the line is not a JSON object.")

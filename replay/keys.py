@@ -40,7 +40,7 @@ def order_key_value(request: CapturedRequest, rule: ParsedResult) -> Any:
     """Return the JSON value the rule finds in the body, or None."""
     try:
         document = json.loads(decoded_body(request))
-    except (BodyDecodeError, json.JSONDecodeError, UnicodeDecodeError):
+    except (BodyDecodeError, ValueError, RecursionError):  # ValueError: not JSON, or not UTF-8
         return None
     value = rule.search(document)
     if isinstance(value, bool) or not isinstance(value, str | int):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from replay.capture import CapturedRequest, CaptureError, ReadProblems
 
@@ -27,7 +28,7 @@ def read_mitmproxy(path: Path, problems: ReadProblems) -> Iterator[CapturedReque
 
     record = 0
     with path.open("rb") as file:
-        reader = io.FlowReader(file)
+        reader = io.FlowReader(_BoundedReads(file))
         flows = reader.stream()
         while True:
             record += 1
@@ -37,6 +38,16 @@ def read_mitmproxy(path: Path, problems: ReadProblems) -> Iterator[CapturedReque
                 return
             except exceptions.FlowReadException as exc:
                 problems.add(CaptureError(str(path), record, _explain(exc, version.MITMPROXY)))
+                return
+            except (ValueError, TypeError, AttributeError, KeyError) as exc:
+                # A well-formed tnetstring that is no flow's state (a bare
+                # string, a dict without the fields) fails inside FlowReader.
+                problems.add(CaptureError(str(path), record, f"not a readable mitmproxy flow: "
+                                                             f"{exc.__class__.__name__}: {exc}"))
+                return
+            except RecursionError:
+                problems.add(CaptureError(str(path), record, "not a readable mitmproxy flow: "
+                                                             "nested too deeply to read."))
                 return
             if not isinstance(flow, http.HTTPFlow):
                 continue
@@ -57,6 +68,39 @@ def read_mitmproxy(path: Path, problems: ReadProblems) -> Iterator[CapturedReque
                 source=str(path),
                 record=record,
             )
+
+
+class _BoundedReads:
+    """A binary file whose `read(n)` allocates no more than the file holds.
+
+    A tnetstring record starts with its length in up to 12 digits, and
+    mitmproxy reads that many bytes at once: a damaged length of
+    99999999999 would make Python allocate 100 GB before noticing the end
+    of the file. Reading in steps stops at the end instead.
+    """
+
+    STEP_BYTES = 1024 * 1024
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size <= self.STEP_BYTES:
+            return self._file.read(size)
+        parts = []
+        while size > 0:
+            part = self._file.read(min(size, self.STEP_BYTES))
+            if not part:
+                break
+            parts.append(part)
+            size -= len(part)
+        return b"".join(parts)
+
+    def peek(self, size: int = 0) -> bytes:
+        return self._file.peek(size)
+
+    def __getattr__(self, name: str):
+        return getattr(self._file, name)
 
 
 def _explain(exc: Exception, installed: str) -> str:

@@ -84,7 +84,7 @@ def _json_format(first_line: bytes) -> CaptureFormat:
     """Tell JSON lines (a whole object on the first line) from a HAR document."""
     try:
         document = json.loads(first_line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not one whole JSON value: the start of a HAR document
         return CaptureFormat.HAR
     return CaptureFormat.HAR if isinstance(document, dict) and "log" in document else CaptureFormat.JSONL
 

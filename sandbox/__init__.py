@@ -12,3 +12,8 @@
 Every app also serves `GET /health`. Paths under `/_sim/` belong to the
 simulation and have no counterpart in the real services.
 """
+
+# Environment variable that carries the webhook signing secret to
+# `python -m sandbox`, so that the settings file the harness writes into a
+# run folder contains no secret.
+WEBHOOK_SECRET_ENV = "CUTOVER_SANDBOX_WEBHOOK_SECRET"

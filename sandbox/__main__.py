@@ -5,7 +5,9 @@ Once every app listens, one line goes to stdout:
     sandbox ready storefront=18100 legacy=18101 gated=18102 erp=18103 erp_candidate=18104 email=18105
 
 Logs go to stderr. The exit status is 0 after a clean stop on a signal, 2
-for invalid settings and 1 when an app can't listen.
+for invalid settings and 1 when an app can't listen. The webhook signing
+secret comes from the environment variable CUTOVER_SANDBOX_WEBHOOK_SECRET
+when it is set, and from the settings otherwise.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
+from sandbox import WEBHOOK_SECRET_ENV
 from sandbox.settings import SandboxSettings
 from sandbox.stack import APP_NAMES, StackError, check_settings, start_stack
 
@@ -88,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = SandboxSettings.from_file(args.settings) if args.settings else SandboxSettings()
         if args.port_base is not None:
             settings = apply_port_base(settings, args.port_base)
+        if os.environ.get(WEBHOOK_SECRET_ENV):
+            settings = dataclasses.replace(settings, webhook_secret=os.environ[WEBHOOK_SECRET_ENV])
         check_settings(settings)
     except (TypeError, ValueError) as exc:
         print(f"sandbox: {exc}", file=sys.stderr)

@@ -9,7 +9,8 @@ What it reproduces, because the flows under test depend on it:
   retries are safe. `GET` on the same path returns the record or 404.
 - An account-wide concurrency limit: a request that arrives while
   `erp_concurrency_limit` requests are in flight gets 429
-  `CONCURRENCY_LIMIT_EXCEEDED` at once.
+  `CONCURRENCY_LIMIT_EXCEEDED` at once. With `erp_throttle_all_s`, every
+  request gets that response for so many seconds from the first one.
 - Latency grows with the load: `erp_base_latency_ms +
   erp_latency_per_inflight_ms * in_flight`, where `in_flight` counts this
   request too.
@@ -123,6 +124,8 @@ class ErpSimulator:
         self._fault_rng = random.Random(f"{settings.seed}:{name}:faults")
         self._internal_ids = itertools.count(FIRST_INTERNAL_ID)
         self._handler_tasks: set[asyncio.Task[Any]] = set()
+        # Monotonic time of the first request to the record service.
+        self._first_request_at: float | None = None
 
     def make_app(self) -> web.Application:
         @web.middleware
@@ -144,6 +147,14 @@ class ErpSimulator:
             return await handler(request)
 
         self.stats.requests += 1
+        if self._throttling_all():
+            self.stats.throttled += 1
+            return netsuite_error(
+                429,
+                "CONCURRENCY_LIMIT_EXCEEDED",
+                "The account's request limit is used up. Retry the request later "
+                "(throttle injected by erp_throttle_all_s).",
+            )
         limit = self._settings.erp_concurrency_limit
         if self.stats.in_flight >= limit:
             self.stats.throttled += 1
@@ -167,6 +178,16 @@ class ErpSimulator:
         finally:
             self.stats.in_flight -= 1
             self._handler_tasks.discard(task)
+
+    def _throttling_all(self) -> bool:
+        window_s = self._settings.erp_throttle_all_s
+        if window_s <= 0:
+            return False
+        now = time.monotonic()
+        if self._first_request_at is None:
+            self._first_request_at = now
+            log.info("%s: throttling every request for %g s", self.name, window_s)
+        return now - self._first_request_at < window_s
 
     async def _cancel_in_flight(self, app: web.Application) -> None:
         # A request still waiting out its simulated latency would hold up the

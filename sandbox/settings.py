@@ -77,6 +77,15 @@ class SandboxSettings:
     erp_latency_per_inflight_ms: float = 10.0
     erp_error_rate: float = 0.0
     erp_reject_rate: float = 0.0
+    # Fault for tests: every request to the record service gets 429
+    # CONCURRENCY_LIMIT_EXCEEDED for this many seconds from the first one,
+    # as an account whose limit other integrations use up (0 disables it).
+    erp_throttle_all_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        throttle = self.erp_throttle_all_s
+        if isinstance(throttle, bool) or not isinstance(throttle, int | float) or throttle < 0:
+            raise ValueError(f"erp_throttle_all_s must be 0 or more seconds, but got {throttle!r}")
 
     def base_url(self, port: int) -> str:
         return f"http://{self.host}:{port}"

@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 QUARANTINED = "cutover.quarantined"
 TEE = "cutover.tee"
 PLAN = "cutover.plan"
+REFUSED = "cutover.refused"
+# Seconds a stopping proxy waits for http flows under way to finish, so
+# that what they observe still reaches the sidecar.
+STOP_GRACE_S = 10.0
 
 def _why_not_mirrored(body: bytes | None, tee: BodyTee | None, max_bytes: int) -> str:
     """Return why a webhook body can't be mirrored, or "" when it can."""
@@ -69,6 +73,12 @@ class Shadow:
         self.link: SidecarLink | None = None
         self.plan: IngressPlan | None = None
         self.capture: CaptureWriter | None = None
+        # Ids of the http flows on our routes between their request headers
+        # and their response (or error).
+        self._in_flight: set[str] = set()
+        # Set once the proxy stops: new requests are cut off before they
+        # reach a flow, so none passes after the recording closed.
+        self._refusing = False
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -132,6 +142,14 @@ class Shadow:
             raise exceptions.OptionsError(str(exc)) from exc
         self.config = config
         self.run_id = ctx.options.cutover_run_id or config.run_id or new_run_id()
+        if ctx.options.connection_strategy != "lazy":
+            # mitmproxy's default, eager, connects upstream before it reads a
+            # request, and closes the client's connection without any http
+            # flow when that fails: an unreachable upstream would go
+            # unrecorded. Lazy reads the request first, so the hooks see it
+            # and the client gets a 502. It also keeps quarantined calls
+            # from connecting to the real email service at all.
+            ctx.options.connection_strategy = "lazy"
         try:
             mode = ctx.options.cutover_mode or read_mode(Path(ctx.options.cutover_config))
             self.plan = plan_for(mode, self._ingress())
@@ -159,22 +177,49 @@ class Shadow:
         # does not share this interpreter (and its GIL) with the primary path.
         self.link = SidecarLink()
         arguments = ["--config", str(Path(ctx.options.cutover_config).resolve()),
-                     "--run-id", self.run_id, "--ledger", url, "--instance", instance_id,
+                     "--run-id", self.run_id, "--instance", instance_id,
                      "--metrics", ctx.options.cutover_metrics or config.metrics_listen]
         if ctx.options.cutover_status:
             arguments.append("--status")
-        await self.link.start(arguments)
+        # The URL may contain a password, so it goes through the environment:
+        # a command line shows in every process listing.
+        await self.link.start(arguments, ledger_url=url)
         log.warning("cutover shadow started: run %s, %d routes, mode %s",
                     self.run_id, len(config.routes), self.plan.mode)
 
 
     async def done(self) -> None:
+        # mitmproxy keeps its listeners open while the done hooks run, and a
+        # webhook forwarded after the sidecar's pipe closed would go
+        # unrecorded. So: stop listening, cut off new requests on open
+        # connections, and let the http flows under way finish.
+        if self.link is not None:
+            await self._stop_listening()
+            self._refusing = True
+            await self._wait_for_flows(STOP_GRACE_S)
         if self.capture is not None:
             self.capture.close()
             if self.capture.lost and self.link is not None:
                 self.link.send(("count", "capture.lost", self.capture.lost))
         if self.link is not None:
             await self.link.close()
+
+    async def _stop_listening(self) -> None:
+        proxyserver = ctx.master.addons.get("proxyserver")
+        if proxyserver is None:
+            return
+        try:
+            await proxyserver.servers.update([])
+        except Exception as exc:  # stopping must go on to flush the recording
+            log.error("cutover: can't stop the listeners before flushing: %s", exc)
+
+    async def _wait_for_flows(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self._in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self._in_flight:
+            log.warning("cutover stopping with %d http flows still under way; what they observe "
+                        "after this is not recorded", len(self._in_flight))
 
     def reload_mode(self) -> None:
         """Apply the configuration file's mode; webhooks already under way keep theirs."""
@@ -192,6 +237,13 @@ class Shadow:
         route = self._route(flow)
         if route is None or flow.is_replay or self.config is None:
             return
+        if self._refusing:
+            # The storefront gets a closed connection and delivers again
+            # later, which Shopify does for any failed delivery.
+            flow.metadata[REFUSED] = True
+            flow.kill()
+            return
+        self._in_flight.add(flow.id)
         if route.role != "ingress":
             if route.host_header:
                 flow.request.host_header = route.host_header
@@ -236,6 +288,7 @@ class Shadow:
                           quarantined=route.quarantine)
 
     def response(self, flow: http.HTTPFlow) -> None:
+        self._in_flight.discard(flow.id)
         route = self._route(flow)
         if route is None or flow.metadata.get(QUARANTINED) or flow.response is None:
             return
@@ -260,11 +313,16 @@ class Shadow:
                           response_headers=flow.response.headers.fields)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        self._in_flight.discard(flow.id)
         route = self._route(flow)
-        if route is None or flow.error is None:
+        if route is None or flow.error is None or flow.metadata.get(REFUSED):
             return
         if route.role == "erp":
             self._observe(ObservationKind.ERP_ERROR, flow, route, reason=flow.error.msg)
+        elif route.role == "email" and not flow.metadata.get(QUARANTINED):
+            # The email service never responded, so the message never left:
+            # recorded as email.failed, as a refused call is.
+            self._observe(ObservationKind.EMAIL_RESPONSE, flow, route, reason=flow.error.msg)
         elif route.role == "ingress":
             plan = self._plan_of(flow)
             log.warning("The %s flow gave no answer on http flow %s: %s",

@@ -23,6 +23,11 @@ __all__ = ["CaptureWriter"]
 
 log = logging.getLogger(__name__)
 
+# Request headers that carry credentials. The capture leaves them out, so a
+# replay has to supply them again.
+CREDENTIAL_HEADERS = frozenset({b"authorization", b"proxy-authorization", b"cookie", b"x-api-key",
+                                b"x-auth-token"})
+
 # Flows waiting to be written; beyond this they are counted as lost.
 CAPTURE_QUEUE_SIZE = 10_000
 
@@ -46,6 +51,10 @@ class CaptureWriter:
         # The addon's own markers (the body tee among them) are not serialisable.
         state["metadata"] = {key: value for key, value in state.get("metadata", {}).items()
                              if not key.startswith("cutover.")}
+        state["request"]["headers"] = tuple(
+            (name, value) for name, value in state["request"]["headers"]
+            if name.lower() not in CREDENTIAL_HEADERS
+        )
         if body is not None and state["request"].get("content") is None:
             state["request"]["content"] = body
         try:

@@ -164,10 +164,18 @@ def load_config(path: Path) -> ShadowConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"Can't read the shadow configuration {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"Can't read the shadow configuration {path}: it is not UTF-8 text "
+                          f"(invalid byte at offset {exc.start}). Save it as UTF-8.") from exc
     try:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+    except RecursionError as exc:
+        raise ConfigError(f"Invalid shadow configuration {path}: nested too deeply to read.") from exc
+    except ValueError as exc:  # JSONDecodeError, TOMLDecodeError, an over-long integer
         raise ConfigError(f"Invalid shadow configuration {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"Invalid shadow configuration {path}: the top level must be an object "
+                          f"with a 'route' list, but got {type(data).__name__}.")
     return parse_config(data, source=str(path))
 
 
@@ -256,12 +264,13 @@ def _parse_route(item: Any, index: int, source: str) -> RouteSpec:
 
     preset = _parse_preset(item, role, where)
 
-    key_rule_text = str(item.get("key", preset.key))
+    key_rule_text = _text_option(item, "key", preset.key, where, "a JMESPath expression such as 'id'")
     key_rule = _compile_jmespath(key_rule_text, "key", where)
 
     path_key = None
     default_path_key = preset.path_key if isinstance(preset, ErpPreset) else None
-    path_key_text = item.get("path_key", default_path_key)
+    path_key_text = _text_option(item, "path_key", default_path_key, where,
+                                 r"a regular expression such as '/eid:([^/?]+)'")
     if path_key_text:
         try:
             path_key = re.compile(path_key_text)
@@ -331,6 +340,14 @@ def _parse_route(item: Any, index: int, source: str) -> RouteSpec:
     )
 
 
+def _text_option(item: dict[str, Any], option: str, default: str | None, where: str,
+                 example: str) -> str | None:
+    value = item.get(option, default)
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{where}: {option} must be {example}, but got {value!r}")
+    return value
+
+
 def _host_header(item: dict[str, Any], option: str, where: str) -> str | None:
     value = item.get(option)
     if value is None:
@@ -380,7 +397,7 @@ def _parse_legacy_confirmation(item: dict[str, Any], preset: Preset, where: str)
 
 
 def _parse_email_kinds(item: dict[str, Any], preset: EmailPreset, where: str) -> EmailKinds:
-    rule_text = str(item.get("kind", preset.kind))
+    rule_text = _text_option(item, "kind", preset.kind, where, "a JMESPath expression such as 'categories[0]'")
     confirmation = item.get("confirmation", list(preset.confirmation))
     pending = item.get("pending_notice", list(preset.pending_notice))
     for option, values in (("confirmation", confirmation), ("pending_notice", pending)):
@@ -399,10 +416,13 @@ def parse_listen(value: Any, where: str) -> tuple[str, int]:
     if isinstance(value, str) and ":" in value:
         host, _, port_text = value.rpartition(":")
         host = host.strip("[]")
-    try:
-        port = int(port_text)
-    except (TypeError, ValueError):
-        port = -1
+    port = -1
+    # int() would also take 8080.9 and True; neither names a port.
+    if isinstance(port_text, int) and not isinstance(port_text, bool):
+        port = port_text
+    elif isinstance(port_text, str) and port_text.strip().isascii() and port_text.strip().isdigit():
+        # Five digits at most: int() refuses strings of more than 4300 digits.
+        port = int(port_text) if len(port_text.strip()) <= 5 else -1
     if not 1 <= port <= 65535:
         raise ConfigError(
             f"{where}: listen must be a port (1-65535) or 'host:port', but got {value!r}"
@@ -411,13 +431,36 @@ def parse_listen(value: Any, where: str) -> tuple[str, int]:
 
 
 def _parse_url(value: Any, option: str, where: str) -> str:
-    parts = urlsplit(value) if isinstance(value, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(value) if isinstance(value, str) else None
+        hostname = parts.hostname if parts is not None else None
+    except ValueError:  # such as an invalid IPv6 address or port
+        parts, hostname = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not hostname:
         raise ConfigError(
             f"{where}: {option} must be an http(s) URL such as 'http://127.0.0.1:8081', "
-            f"but got {value!r}"
+            f"but got {_without_password(value)!r}"
+        )
+    if parts.username is not None or parts.password is not None:
+        # The URL would reach mitmdump's command line, which every local user can read.
+        raise ConfigError(
+            f"{where}: {option} must not contain credentials (user:password@), but got "
+            f"{_without_password(value)!r}. Let the flow send its own Authorization header."
         )
     return value.rstrip("/")
+
+
+def _without_password(value: Any) -> Any:
+    """Return a URL with the password of its user information replaced by '***'."""
+    if not isinstance(value, str) or "@" not in value:
+        return value
+    scheme, separator, rest = value.rpartition("://")
+    authority, slash, tail = rest.partition("/")
+    user_info, at, host = authority.rpartition("@")
+    if not at:
+        return value
+    user = user_info.partition(":")[0]
+    return f"{scheme}{separator}{user}:***@{host}{slash}{tail}"
 
 
 def _compile_jmespath(text: str, option: str, where: str) -> ParsedResult:

@@ -14,15 +14,16 @@ SendGrid.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
+import math
 import re
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
@@ -46,9 +47,13 @@ __all__ = ["EventBuilder", "Observation", "ObservationKind"]
 
 log = logging.getLogger(__name__)
 
-# Bodies larger than this are not decoded for keying (a decompression bomb
-# must not exhaust the proxy); the raw bytes are still forwarded.
+# Compressed bodies that decode to more than this are not keyed, so that a
+# decompression bomb can't exhaust the sidecar. The raw bytes are still
+# forwarded to both flows.
 MAX_DECODED_BODY = 8 * 1024 * 1024
+
+# Compressed bytes handed to the brotli decoder at a time; see `_unbrotli`.
+BROTLI_STEP_BYTES = 16
 
 # Longest order key the ledger stores (its order_key column); a longer one
 # is recorded as uncorrelated rather than refused by the database.
@@ -129,49 +134,154 @@ class Observation:
 
 
 def decode_body(body: bytes, content_encoding: str) -> bytes:
-    """Undo gzip or deflate for keying; other encodings raise ValueError."""
+    """Undo gzip, deflate or brotli for keying, up to MAX_DECODED_BODY bytes.
+
+    Raises ValueError for other encodings, for corrupt data and for a body
+    that decodes to more than MAX_DECODED_BODY bytes (a decompression bomb).
+    """
     encoding = content_encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding in ("gzip", "x-gzip"):
-        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    elif encoding == "deflate":
-        decompressor = zlib.decompressobj()
-    elif encoding == "br":
-        import brotli  # shipped with mitmproxy
+        return _inflate(body, 16 + zlib.MAX_WBITS, encoding)
+    if encoding == "deflate":
+        # RFC 9110 defines deflate as the zlib format; some clients send a
+        # raw deflate stream instead, so that is accepted too.
+        try:
+            return _inflate(body, zlib.MAX_WBITS, encoding)
+        except _CorruptBody:
+            return _inflate(body, -zlib.MAX_WBITS, encoding)
+    if encoding == "br":
+        return _unbrotli(body)
+    raise ValueError(f"unsupported Content-Encoding {content_encoding!r}")
 
-        decoded = brotli.decompress(body)
-        if len(decoded) > MAX_DECODED_BODY:
-            raise ValueError(f"decoded body exceeds {MAX_DECODED_BODY} bytes")
-        return decoded
-    else:
-        raise ValueError(f"unsupported Content-Encoding {content_encoding!r}")
+
+class _CorruptBody(ValueError):
+    pass
+
+
+def _inflate(body: bytes, window_bits: int, encoding: str) -> bytes:
+    decompressor = zlib.decompressobj(window_bits)
     try:
         decoded = decompressor.decompress(body, MAX_DECODED_BODY + 1)
-    except (zlib.error, gzip.BadGzipFile) as exc:
-        raise ValueError(f"corrupt {encoding} body: {exc}") from exc
+    except zlib.error as exc:
+        raise _CorruptBody(f"corrupt {encoding} body: {exc}") from exc
     if len(decoded) > MAX_DECODED_BODY:
         raise ValueError(f"decoded body exceeds {MAX_DECODED_BODY} bytes")
     return decoded
 
 
-def key_text(value: Any) -> str | None:
-    """Return an order key as text; ids above 2^53 stay exact integers.
+def _unbrotli(body: bytes) -> bytes:
+    """Decode brotli in small steps, so that a bomb stops near the bound.
 
-    A Shopify order GID (`gid://shopify/Order/123`) becomes its numeric id,
-    so hops that carry either form join on one key.
+    The brotli module shipped with mitmproxy (1.1) has no output limit: one
+    call returns everything its input decodes to. A meta-block decodes to at
+    most 16 MiB and its header takes about 10 bytes (RFC 7932, section 9.2),
+    so one step of BROTLI_STEP_BYTES input bytes adds a few tens of MiB at most.
+    """
+    import brotli  # shipped with mitmproxy
+
+    decompressor = brotli.Decompressor()
+    parts: list[bytes] = []
+    size = 0
+    try:
+        for start in range(0, len(body), BROTLI_STEP_BYTES):
+            part = decompressor.process(body[start:start + BROTLI_STEP_BYTES])
+            size += len(part)
+            if size > MAX_DECODED_BODY:
+                raise ValueError(f"decoded body exceeds {MAX_DECODED_BODY} bytes")
+            parts.append(part)
+    except brotli.error as exc:
+        raise _CorruptBody(f"corrupt br body: {exc}") from exc
+    return b"".join(parts)
+
+
+class JsonFloat(float):
+    """A JSON number with a fraction or exponent, with the text it was written as.
+
+    It behaves as the float Python's json module would return, and keeps
+    `text` so that an order key written as `9007199254740993.0` keeps every
+    digit.
+    """
+
+    __slots__ = ("text",)
+
+
+def _json_float(text: str) -> JsonFloat:
+    number = JsonFloat(text)
+    number.text = text
+    return number
+
+
+def parse_json(data: bytes | str) -> Any:
+    """Parse a body for keying; floats keep their text (see `JsonFloat`).
+
+    Invalid UTF-8 inside a body does not hide its order key: when strict
+    decoding fails, the bytes are decoded again with U+FFFD in place of
+    the invalid ones. Raises ValueError when the body is not JSON and
+    RecursionError when it is nested too deeply.
+    """
+    try:
+        return json.loads(data, parse_float=_json_float)
+    except UnicodeDecodeError:
+        if not isinstance(data, bytes):
+            raise
+        return json.loads(data.decode("utf-8", "replace"), parse_float=_json_float)
+
+
+def stored_path(path: str) -> str:
+    """Return a request path as the ledger stores it: query values replaced by `*`.
+
+    Storefronts and ERP clients put tokens in the query string
+    (`?access_token=...`), and the ledger must not store secrets. The
+    parameter names stay, so that the path still shows which call it was.
+    """
+    base, question, query = path.partition("?")
+    if not question:
+        return path
+    names = [part.partition("=")[0] for part in query.split("&")]
+    return base + "?" + "&".join(f"{name}=*" if name else "" for name in names)
+
+
+def key_text(value: Any) -> str | None:
+    """Return an order key as text; ids above 2^53 keep every digit.
+
+    An id is the same order whether a hop writes it as a JSON string or a
+    number: 123, "123", " 123 " and 123.0 all give "123", because the
+    storefront sends a number where the ERP and email calls carry text. A
+    number with a fraction, such as 12.5, is no key. A Shopify order GID
+    (`gid://shopify/Order/123`) becomes its numeric id, so hops that carry
+    either form join on one key.
     """
     if value is None or isinstance(value, bool | dict | list):
         return None
     if isinstance(value, float):
-        if not value.is_integer():
+        exact = _exact_integer(value)
+        if exact is None:
             return None
-        value = int(value)
+        value = exact
     text = str(value).strip()
     match = SHOPIFY_ORDER_GID.match(text)
     if match:
         return match.group(1)
     return text or None
+
+
+def _exact_integer(value: float) -> int | None:
+    """Return the integer a JSON number spells, from its text when it has one."""
+    text = getattr(value, "text", None)
+    if text is not None:
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            return None
+        # A huge exponent (1e999999) is no id and would take long to expand.
+        if not number.is_finite() or number.adjusted() > MAX_KEY_LENGTH or number != number.to_integral_value():
+            return None
+        return int(number)
+    if not math.isfinite(value) or not value.is_integer():
+        return None
+    return int(value)
 
 
 def parse_time(value: Any) -> float | None:
@@ -276,7 +386,7 @@ class EventBuilder:
             self._remember(obs.http_flow_id, None)
             self._pings[obs.http_flow_id] = ping
             return self._row(obs, None, obs.route.flow, EventKind.WEBHOOK_PING,
-                             detail={"path": obs.path, "webhook_id": ping,
+                             detail={"path": stored_path(obs.path), "webhook_id": ping,
                                      "route": obs.route.name})
 
         key, document, reason = self._key_from_body(obs)
@@ -293,7 +403,7 @@ class EventBuilder:
         self, obs: Observation, preset: StorefrontPreset, document: Any
     ) -> dict[str, Any]:
         """Describe one delivery: topic, event id, subscription, delivery id, attempt."""
-        detail: dict[str, Any] = {"path": obs.path}
+        detail: dict[str, Any] = {"path": stored_path(obs.path)}
         _, topic = first_header(obs.headers, preset.topic_headers)
         detail["topic"] = topic if topic is not None else key_text(_search(preset.topic_rule, document))
 
@@ -365,7 +475,7 @@ class EventBuilder:
         if sent_at is None:
             return self._uncorrelated(obs, f"storefront-sent confirmation not recorded: "
                                            f"no usable time in {source_name}",
-                                      {"path": obs.path, "confirmation_from": source})
+                                      {"path": stored_path(obs.path), "confirmation_from": source})
 
         self._storefront_confirmed[key] = True
         lag_ns = round((obs.wall_s - sent_at) * 1e9)
@@ -380,6 +490,11 @@ class EventBuilder:
         return row
 
     def _on_webhook_response(self, obs: Observation) -> dict[str, Any] | None:
+        if obs.http_flow_id not in self._keys and obs.reason:
+            # The request failed before its `request` hook ran (mitmproxy
+            # rejects an invalid header name, for one), so no webhook was recorded.
+            return self._uncorrelated(obs, f"request failed before it reached a flow: {obs.reason}",
+                                      {"path": stored_path(obs.path)})
         key = self._keys.get(obs.http_flow_id)
         if key is None:
             return None  # its webhook was already recorded as uncorrelated
@@ -430,7 +545,7 @@ class EventBuilder:
         key_from_body, document, reason = self._key_from_body(obs)
         key = key or key_from_body
         self._remember(obs.http_flow_id, key)
-        detail = {"method": obs.method, "path": obs.path}
+        detail = {"method": obs.method, "path": stored_path(obs.path)}
         if key is None:
             return self._uncorrelated(obs, reason or "no order key in path or body", detail)
 
@@ -542,7 +657,7 @@ class EventBuilder:
         preset = _email(obs.route)
         key, document, reason = self._key_from_body(obs)
         self._remember(obs.http_flow_id, key)
-        detail: dict[str, Any] = {"path": obs.path}
+        detail: dict[str, Any] = {"path": stored_path(obs.path)}
         if key is None:
             return self._uncorrelated(obs, reason, detail)
 
@@ -588,13 +703,23 @@ class EventBuilder:
 
     def _key_from_body(self, obs: Observation) -> tuple[str | None, Any, str]:
         """Return (order key, parsed body, reason when there is no key)."""
+        if obs.body is None:
+            # mitmproxy streamed the body (stream_large_bodies) and the tee did
+            # not keep it, because it outgrew the mirror limit.
+            return None, None, "body was streamed and not kept, so it can't be keyed"
         if not obs.body:
             return None, None, "empty body"
         encoding = header_value(obs.headers, "content-encoding") or ""
         try:
-            document = json.loads(decode_body(obs.body, encoding))
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            return None, None, f"body is not JSON: {exc.__class__.__name__}"
+            decoded = decode_body(obs.body, encoding)
+        except ValueError as exc:
+            return None, None, f"body can't be decoded: {exc}"
+        try:
+            document = parse_json(decoded)
+        except json.JSONDecodeError as exc:
+            return None, None, f"body is not JSON: JSONDecodeError: {exc.msg} at byte {exc.pos}"
+        except ValueError as exc:  # such as an integer of more than 4300 digits
+            return None, None, f"body is not JSON: {exc.__class__.__name__}: {str(exc)[:120]}"
         except RecursionError:
             return None, None, "body is JSON nested too deeply to parse"
         try:

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
+from yarl import URL
 
 from shadow.config import MirrorSpec
 
@@ -126,26 +127,37 @@ class Mirror:
             copy = await self._queue.get()
             try:
                 await self._send(copy)
-            except Exception:  # a worker must survive anything one copy does
+            except Exception as exc:  # a worker must survive anything one copy does
                 log.exception("Mirror worker failed on http flow %s", copy.http_flow_id)
+                # The copy is lost, so it is counted like any failed one.
+                self._report("mirror.failed", copy, reason=f"mirror worker failed: {exc!r}")
             finally:
                 self._queue.task_done()
 
     async def _send(self, copy: MirrorCopy) -> None:
         assert self._session is not None
-        headers = CIMultiDict(
-            (name.decode("latin-1"), value.decode("latin-1"))
-            for name, value in copy.headers
-            if name.decode("latin-1").lower() not in HOP_BY_HOP
-        )
-        if copy.host_header:
-            headers["Host"] = copy.host_header
         started_ns = time.monotonic_ns()
         started_wall = time.time()
         try:
+            # aiohttp writes header values as UTF-8, so only values that are
+            # UTF-8 reach the candidate byte for byte.
+            headers = CIMultiDict(
+                (name.decode("latin-1"), value.decode("utf-8"))
+                for name, value in copy.headers
+                if name.decode("latin-1").lower() not in HOP_BY_HOP
+            )
+        except UnicodeDecodeError:
+            self._report("mirror.failed", copy, started_ns, started_wall,
+                         reason="a header value is not UTF-8, so the copy can't be sent unchanged")
+            return
+        if copy.host_header:
+            headers["Host"] = copy.host_header
+        try:
             async with self._session.request(
                 copy.method,
-                copy.target.rstrip("/") + copy.path,
+                # encoded=True keeps the path's percent-escapes as the
+                # storefront sent them; yarl would otherwise re-quote them.
+                URL(copy.target.rstrip("/") + copy.path, encoded=True),
                 data=copy.body,
                 headers=headers,
                 skip_auto_headers=SKIP_AUTO_HEADERS,
@@ -157,6 +169,9 @@ class Mirror:
             reason = f"no answer within {self._spec.timeout_s:g} s"
         except aiohttp.ClientError as exc:
             reason = f"{exc.__class__.__name__}: {exc}"
+        except ValueError as exc:
+            # aiohttp rejects a CR, LF or NUL in a header value before sending.
+            reason = f"can't send the copy: {exc}"
         else:
             latency_ms = (time.monotonic_ns() - started_ns) / 1e6
             kind = "mirror.sent" if status < 500 else "mirror.failed"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import pickle
 import signal
 import struct
@@ -48,6 +49,9 @@ OBSERVATION_FIELDS = (
     "kind", "http_flow_id", "mono_ns", "wall_s", "method", "path", "body", "headers",
     "response_headers", "status", "latency_ms", "reason", "quarantined",
 )
+# Environment variable that carries the ledger URL from the proxy to the
+# sidecar, so that a password in it stays out of process listings.
+LEDGER_ENV = "CUTOVER_SIDECAR_LEDGER"
 COPY_FIELDS = ("http_flow_id", "target", "host_header", "method", "path", "headers", "body")
 
 
@@ -58,15 +62,17 @@ class SidecarLink:
         self._process: asyncio.subprocess.Process | None = None
         self._batch: list[tuple[Any, ...]] = []
         self._flush_scheduled = False
-        self._lost = 0
+        # Messages dropped, by the reason they were dropped for.
+        self._lost: dict[str, int] = {}
         self._warned = False
         self._closed = False
 
-    async def start(self, arguments: list[str], timeout_s: float = 30.0) -> None:
+    async def start(self, arguments: list[str], timeout_s: float = 30.0, *, ledger_url: str) -> None:
         """Start the sidecar and wait until it has opened its ledger (or keeps trying)."""
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "shadow.sidecar", *arguments,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, LEDGER_ENV: ledger_url},
         )
         assert self._process.stdout is not None
         self._flush()  # what the hooks sent while the process started
@@ -101,8 +107,8 @@ class SidecarLink:
             self._process.kill()
             await self._process.wait()
         if self._lost:
-            log.warning("cutover sidecar missed %d messages (%s)", self._lost,
-                        "it was not running" if self._process.returncode else "it fell behind")
+            log.warning("cutover sidecar missed %d messages (%s)", sum(self._lost.values()),
+                        ", ".join(f"{count} because {reason}" for reason, count in self._lost.items()))
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -128,7 +134,7 @@ class SidecarLink:
         stdin.write(FRAME_HEADER.pack(len(payload)) + payload)
 
     def _drop(self, batch: list[tuple[Any, ...]], reason: str) -> None:
-        self._lost += len(batch)
+        self._lost[reason] = self._lost.get(reason, 0) + len(batch)
         if not self._warned:
             self._warned = True
             log.warning("cutover sidecar: dropping messages because %s; they are counted", reason)
@@ -218,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", type=Path, required=True, help="Shadow configuration file.")
     parser.add_argument("--run-id", required=True, help="Run the events are recorded under.")
-    parser.add_argument("--ledger", required=True, help="Ledger URL.")
+    parser.add_argument("--ledger", default=os.environ.get(LEDGER_ENV, ""),
+                        help=f"Ledger URL. Default: the {LEDGER_ENV} environment variable, which "
+                        "keeps a password out of process listings.")
     parser.add_argument("--instance", required=True, help="Id of the proxy instance.")
     parser.add_argument("--metrics", default="", help="'host:port' for Prometheus metrics.")
     parser.add_argument("--status", action="store_true", help="Show a one-line live status.")

@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy import Column, Table
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
+from sqlmodel.sql.sqltypes import AutoString
 
 from cutover.ledger import (
     Event,
@@ -45,7 +47,7 @@ FORMAT_VERSION = 1
 BATCH_ROWS = 5000
 _EVENT_FIELDS = ("order_key", "flow", "kind", "wall_time", "mono_ns", "instance_id", "route",
                  "http_flow_id", "status", "latency_ms", "snapshot", "digest", "detail")
-_TIME_FIELDS = {"wall_time", "started_at", "finished_at"}
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number"}
 _PARQUET_META_KEY = b"cutover"
 
 ledger_app = typer.Typer(
@@ -100,6 +102,9 @@ def import_run(url: str, path: Path) -> TransferCounts:
     header, instances, counters, events = (
         _read_parquet(path) if path.suffix == ".parquet" else _read_jsonl(path))
     run_id = header["id"]
+    run_row = _typed(Run.__table__, _without(header, "record", "format", "version"), f"{path}, run record")
+    instances = [_typed(ProxyInstance.__table__, row, f"{path}, {where}", run_id) for where, row in instances]
+    counters = [_typed(RunCounter.__table__, row, f"{path}, {where}", run_id) for where, row in counters]
 
     engine = open_ledger(url)
     try:
@@ -111,14 +116,15 @@ def import_run(url: str, path: Path) -> TransferCounts:
                 )
         written = 0
         with engine.begin() as connection:
-            connection.execute(Run.__table__.insert(), [_typed(_without(header, "record", "format", "version"))])
+            connection.execute(Run.__table__.insert(), [run_row])
             if instances:
-                connection.execute(ProxyInstance.__table__.insert(), [_typed(row) for row in instances])
+                connection.execute(ProxyInstance.__table__.insert(), instances)
             if counters:
                 connection.execute(RunCounter.__table__.insert(), counters)
             batch: list[dict[str, Any]] = []
-            for event in events:
-                batch.append(_typed({**event, "run_id": run_id}))
+            for where, event in events:
+                batch.append({**_typed(Event.__table__, event, f"{path}, {where}", fields=_EVENT_FIELDS),
+                              "run_id": run_id})
                 if len(batch) >= BATCH_ROWS:
                     insert_events(connection, batch)
                     written += len(batch)
@@ -151,12 +157,69 @@ def _plain_value(value: Any) -> Any:
     return value
 
 
-def _typed(row: dict[str, Any]) -> dict[str, Any]:
+def _typed(table: Table, row: dict[str, Any], where: str, run_id: str | None = None,
+           fields: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Check a row read from an export against `table` and convert its times.
+
+    Raises ExportError, naming `where`, for an unknown field, a value of the
+    wrong type, or a row of another run than `run_id`.
+    """
+    known = set(fields) if fields is not None else {column.name for column in table.columns}
+    unknown = sorted(set(row) - known)
+    if unknown:
+        raise ExportError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))[:200]}; "
+                          f"expected some of {', '.join(sorted(known))}.")
+    if run_id is not None and row.get("run_id", run_id) != run_id:
+        raise ExportError(f"{where}: run_id {_shown(row['run_id'])} is not the exported run {run_id!r}.")
+    missing = sorted(column.name for column in table.columns if column.name in known
+                     and column.name != "run_id" and _required(column) and column.name not in row)
+    if missing:
+        raise ExportError(f"{where}: missing field(s) {', '.join(missing)}.")
     typed = dict(row)
-    for name in _TIME_FIELDS & typed.keys():
-        if typed[name] is not None:
-            typed[name] = datetime.fromisoformat(typed[name])
+    if run_id is not None:
+        typed["run_id"] = run_id
+    for name, value in row.items():
+        typed[name] = _typed_value(table.columns[name], value, f"{where}: field {name!r}")
     return typed
+
+
+def _required(column: Column) -> bool:
+    """Tell whether an imported row must carry a value for `column`."""
+    if column.nullable or column.default is not None or column.server_default is not None:
+        return False
+    return not (column.primary_key and column.autoincrement in (True, "auto")
+                and column.type.python_type is int)
+
+
+def _typed_value(column: Column, value: Any, where: str) -> Any:
+    if value is None:
+        if not column.nullable:
+            raise ExportError(f"{where} must not be null.")
+        return None
+    # SQLModel's AutoString reports `object` as its Python type, but it contains text.
+    python_type = str if isinstance(column.type, AutoString) else column.type.python_type
+    if python_type is datetime:
+        if not isinstance(value, str):
+            raise ExportError(f"{where} must be an ISO 8601 time, but got {_shown(value)}.")
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ExportError(f"{where} must be an ISO 8601 time, but got {_shown(value)}.") from None
+    if python_type is int:
+        valid = isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63
+    elif python_type is float:
+        valid = isinstance(value, int | float) and not isinstance(value, bool)
+    else:
+        valid = isinstance(value, python_type)
+    if not valid:
+        raise ExportError(f"{where} must be {_TYPE_NAMES.get(python_type, python_type.__name__)}, "
+                          f"but got {_shown(value)}.")
+    return value
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _without(row: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -178,40 +241,75 @@ def _write_jsonl(path: Path, header: dict[str, Any], instances: list[dict[str, A
     return written
 
 
-def _read_jsonl(path: Path) -> tuple[dict, list[dict], list[dict], Iterator[dict]]:
-    try:
-        with path.open(encoding="utf-8") as lines:
-            header = json.loads(lines.readline() or "{}")
-            _check_header(path, header)
-            instances, counters = [], []
-            for line in lines:
-                row = json.loads(line)
-                if row["record"] == "event":
-                    break
-                (instances if row["record"] == "instance" else counters).append(_without(row, "record"))
-    except (OSError, json.JSONDecodeError, KeyError) as exc:
-        raise ExportError(f"Can't read {path}: {exc}") from exc
+def _read_jsonl(path: Path) -> tuple[dict, list[tuple[str, dict]], list[tuple[str, dict]],
+                                      Iterator[tuple[str, dict]]]:
+    """Read the header, instances and counters at once, and the events as they are iterated.
 
-    def events() -> Iterator[dict]:
-        with path.open(encoding="utf-8") as lines:
+    Each row comes with its place in the file ("line 5") for error messages.
+    """
+    instances: list[tuple[str, dict]] = []
+    counters: list[tuple[str, dict]] = []
+    try:
+        with path.open("rb") as lines:
+            header = _json_line(path, 1, lines.readline() or b"{}")
+            _check_header(path, header)
+            for number, line in enumerate(lines, start=2):
+                if not line.strip():
+                    continue
+                row = _json_line(path, number, line)
+                record = row.get("record")
+                if record == "event":
+                    break
+                if record not in ("instance", "counter"):
+                    raise ExportError(f"{path}, line {number}: unknown record {_shown(record)}; "
+                                      "expected 'instance', 'counter' or 'event'.")
+                (instances if record == "instance" else counters).append(
+                    (f"line {number}", _without(row, "record")))
+    except OSError as exc:
+        raise ExportError(f"Can't read {path}: {exc.strerror or exc}") from exc
+
+    def events() -> Iterator[tuple[str, dict]]:
+        with path.open("rb") as lines:
             for number, line in enumerate(lines, start=1):
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ExportError(f"Invalid JSON on line {number} of {path}: {exc}") from exc
+                if number == 1 or not line.strip():
+                    continue
+                row = _json_line(path, number, line)
                 if row.get("record") == "event":
-                    yield _without(row, "record")
+                    yield f"line {number}", _without(row, "record")
 
     return header, instances, counters, events()
 
 
-def _check_header(path: Path, header: dict[str, Any]) -> None:
-    if header.get("format") != FORMAT:
+def _json_line(path: Path, number: int, line: bytes) -> dict[str, Any]:
+    """Parse one line of a JSON-lines export; raises ExportError naming the file and the line."""
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ExportError(f"{path}, line {number}: not UTF-8 text (invalid byte at offset "
+                          f"{exc.start}).") from exc
+    except RecursionError as exc:
+        raise ExportError(f"{path}, line {number}: JSON nested too deeply to read.") from exc
+    except ValueError as exc:  # JSONDecodeError, an over-long integer
+        raise ExportError(f"{path}, line {number}: invalid JSON: {exc}") from exc
+    if not isinstance(row, dict):
+        raise ExportError(f"{path}, line {number}: expected a JSON object, but got "
+                          f"{type(row).__name__}.")
+    return row
+
+
+def _check_header(path: Path, header: Any) -> None:
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ExportError(f"{path} is not a cutover ledger export: its first record has no "
                           f"'format': {FORMAT!r}. Write it with `cutover ledger export`.")
-    if header.get("version", 0) > FORMAT_VERSION:
+    version = header.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ExportError(f"{path}: the export format version must be an integer, but got "
+                          f"{_shown(version)}.")
+    if version > FORMAT_VERSION:
         raise ExportError(f"{path} has export format version {header['version']}, newer than this "
                           f"cutover reads ({FORMAT_VERSION}). Upgrade cutover to import it.")
+    if not isinstance(header.get("id"), str) or not header["id"]:
+        raise ExportError(f"{path}: the run record has no run 'id' (got {_shown(header.get('id'))}).")
 
 
 def _pyarrow() -> Any:
@@ -255,16 +353,30 @@ def _read_parquet(path: Path) -> tuple[dict, list[dict], list[dict], Iterator[di
     try:
         parquet = pa.parquet.ParquetFile(str(path))
         meta = json.loads((parquet.schema_arrow.metadata or {}).get(_PARQUET_META_KEY, b"{}"))
-    except (OSError, pa.ArrowException, json.JSONDecodeError) as exc:
+    except (OSError, pa.ArrowException, ValueError, RecursionError) as exc:
         raise ExportError(f"Can't read {path}: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ExportError(f"{path} is not a cutover ledger export: its metadata is not a JSON object.")
     header = meta.get("header", {})
     _check_header(path, header)
+    rows: dict[str, list[tuple[str, dict]]] = {}
+    for name in ("instances", "counters"):
+        items = meta.get(name, [])
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise ExportError(f"{path}: the metadata's {name!r} must be a list of objects.")
+        rows[name] = [(f"{name[:-1]} {number}", item) for number, item in enumerate(items, start=1)]
 
-    def events() -> Iterator[dict]:
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
-            yield from batch.to_pylist()
+    def events() -> Iterator[tuple[str, dict]]:
+        number = 0
+        try:
+            for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+                for row in batch.to_pylist():
+                    number += 1
+                    yield f"event {number}", row
+        except (OSError, pa.ArrowException) as exc:
+            raise ExportError(f"Can't read {path} after event {number}: {exc}") from exc
 
-    return header, meta.get("instances", []), meta.get("counters", []), events()
+    return header, rows["instances"], rows["counters"], events()
 
 
 def _fail(message: str) -> typer.Exit:

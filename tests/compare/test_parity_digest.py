@@ -9,8 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compare import Normalisation, compare_payloads
-from compare import parity
+from compare import Normalisation, compare_payloads, parity
 
 # Keys chosen so that the default ignore rules and the test's own rules
 # (memo, any key ending in _at, the second element of a list) match some.
@@ -101,3 +100,26 @@ def test_same_difference_in_other_orders_is_cached() -> None:
         assert not comparison.equal
         assert comparison.paths == ("root['lines'][0]['quantity']",)
     assert len(normalisation._tree.differences) == 1
+
+
+def test_tolerance_pairs_reordered_lines_within_tolerance() -> None:
+    normalisation = Normalisation(decimal_tolerance=Decimal("0.05"))
+    legacy = json.dumps({"lines": [{"sku": "A", "rate": "-0.075"}, {"sku": "B", "rate": "-0.024"}]})
+    candidate = json.dumps({"lines": [{"sku": "B", "rate": "-0.0251"}, {"sku": "A", "rate": "-0.0750"}]})
+    assert compare_payloads(legacy, candidate, normalisation).equal
+
+
+def test_tolerance_reports_line_outside_tolerance() -> None:
+    normalisation = Normalisation(decimal_tolerance=Decimal("0.05"))
+    legacy = json.dumps({"lines": [{"sku": "A", "rate": "10.00"}, {"sku": "B", "rate": "5.00"}]})
+    candidate = json.dumps({"lines": [{"sku": "B", "rate": "5.00"}, {"sku": "A", "rate": "10.20"}]})
+    comparison = compare_payloads(legacy, candidate, normalisation)
+    assert not comparison.equal
+    assert comparison.paths == ("root['lines'][0]['rate']",)
+
+
+def test_huge_exponent_keeps_short_text() -> None:
+    normalisation = Normalisation()
+    text = normalisation.payload_digest({"amount": Decimal("1E+999999999")})
+    assert len(text) == 64
+    assert not compare_payloads('{"amount": 1e999999999}', '{"amount": 1e999999998}', normalisation).equal

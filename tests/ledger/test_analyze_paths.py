@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from compare import partitions
 from compare.analysis import analyze
 from cutover.events import Flow
@@ -66,5 +68,5 @@ def test_key_ranges_cover_every_key_once(sqlite_url):
     ranges = partitions.key_ranges(engine, "run-1", 4, min_events=1)
     assert len(ranges) == 4
     assert ranges[0][0] is None and ranges[-1][1] is None
-    for (_, high), (low, _) in zip(ranges, ranges[1:], strict=False):
+    for (_, high), (low, _) in pairwise(ranges):
         assert high == low
