@@ -26,6 +26,7 @@ from cutover.commands.report_options import (
     FormatOption,
     OrdersExportKeyOption,
     OrdersExportOption,
+    WorkersOption,
 )
 
 app = typer.Typer(
@@ -282,6 +283,7 @@ def compare(
     ledger: LedgerOption = None,
     order: Annotated[str | None, typer.Option(help="Show this order's timeline in both flows.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Maximum number of orders listed.")] = 20,
+    workers: WorkersOption = None,
     runs_dir: RunsDir = Path("runs"),
 ) -> None:
     """Join a run's events per order and show the outcome per flow."""
@@ -299,7 +301,7 @@ def compare(
             print_timeline(events, order)
             print_order_findings(inspect_order(engine, run_id, order))
             return
-        analysis = analyze(engine, run_id)
+        analysis = analyze(engine, run_id, workers=workers)
     except (LedgerError, LookupError) as exc:
         raise fail(str(exc)) from exc
     print_analysis(analysis, order_limit=limit)
@@ -317,6 +319,7 @@ def report(
     orders_export_key: OrdersExportKeyOption = None,
     report_format: FormatOption = "md,json,html,junit",
     aa: AaOption = False,
+    workers: WorkersOption = None,
     runs_dir: RunsDir = Path("runs"),
 ) -> None:
     """Write the readiness report of a run; the exit code is the verdict (0 GO, 1 NO-GO, 2 otherwise)."""
@@ -344,7 +347,7 @@ def report(
             return
         analysis = analyze(engine, run_id, criteria=inputs.config.criteria,
                            normalisation=inputs.config.normalisation,
-                           storefront_orders=inputs.storefront_orders)
+                           storefront_orders=inputs.storefront_orders, workers=workers)
     except (LedgerError, LookupError) as exc:
         raise fail(str(exc)) from exc
     paths = write_reports(analysis, folder, formats)

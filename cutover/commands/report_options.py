@@ -27,6 +27,7 @@ __all__ = [
     "OrdersExportOption",
     "ReportInputs",
     "ReportOptionError",
+    "WorkersOption",
     "build_analysis_inputs",
     "parse_formats",
     "write_aa_calibration",
@@ -60,6 +61,13 @@ AaOption = Annotated[
     typer.Option("--aa",
                  help="Treat the run as an A/A run (both sides ran the same flow): write the "
                       "noise calibration (noise.md, noise.json, noise.toml) instead of a verdict."),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option("--workers", min=1,
+                 help="Processes that analyse a large run, each a range of order keys. The "
+                      "verdict is the same with any number. Default: the CPUs available, at most 4; "
+                      "runs under 250,000 events per process use one."),
 ]
 
 
