@@ -93,6 +93,11 @@ def replay(
     except replay_api.CaptureError as exc:
         hint = "" if exc.record is None else " Fix the record, or pass --on-error skip."
         raise _fail(f"{exc} Nothing was sent.{hint}") from None
+    if expected == 0:
+        names = ", ".join(str(path) for path in sources)
+        raise _fail(f"{names} contains no webhook delivery to replay (after --sample and skipped "
+                    "records), so nothing was sent. Check that the capture recorded POST requests "
+                    "with a body.")
 
     record_path = record or runs_dir / f"replay-{started_at.strftime('%Y%m%d-%H%M%S')}" / "deliveries.jsonl"
     record_path.parent.mkdir(parents=True, exist_ok=True)

@@ -183,3 +183,15 @@ def test_replay_command_rejects_bad_target(tmp_path):
 
     assert result.exit_code == 2
     assert "Invalid target '127.0.0.1:8080'" in result.output
+
+
+def test_replay_command_empty_capture_fails(sink, tmp_path):
+    source = tmp_path / "empty.jsonl"
+    source.write_text("", encoding="utf-8")
+
+    result = invoke(str(source), "--target", sink.url, "--runs-dir", str(tmp_path / "runs"))
+
+    assert result.exit_code == 2, result.output
+    assert "contains no webhook delivery" in " ".join(result.output.split())
+    assert sink.received == []
+    assert not (tmp_path / "runs").exists()
