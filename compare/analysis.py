@@ -14,6 +14,7 @@ import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -583,10 +584,16 @@ def _tally_in_workers(
     # spawn, not fork: the caller may run threads (a progress display), and
     # a forked child would inherit their locks.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=len(ranges), mp_context=context) as pool:
-        futures = [pool.submit(_tally_range, url, run_id, key_range, criteria, normalisation,
-                               storefront_orders) for key_range in ranges]
-        parts = [future.result() for future in futures]
+    try:
+        with ProcessPoolExecutor(max_workers=len(ranges), mp_context=context) as pool:
+            futures = [pool.submit(_tally_range, url, run_id, key_range, criteria, normalisation,
+                                   storefront_orders) for key_range in ranges]
+            parts = [future.result() for future in futures]
+    except BrokenProcessPool as exc:
+        raise LedgerError(
+            f"A worker process analysing run {run_id!r} stopped unexpectedly ({exc}). Run again, "
+            "or with --workers 1 to analyse in one process."
+        ) from exc
     tally = _RunTally.merged([part for part, _ in parts])
     evidence = parts[0][1]
     for _, other in parts[1:]:

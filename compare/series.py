@@ -22,9 +22,9 @@ class TimeSeries:
     """Named counts per time bucket; the bucket width doubles whenever there are too many buckets.
 
     Times are ns on one clock. Buckets are aligned to multiples of their
-    width on that clock, not to the first time seen, so the buckets depend
-    only on the times recorded, not on their order: two series of parts of
-    a run merge into the series of the whole run.
+    width on that clock, not to the first time seen. So the buckets depend
+    only on the times recorded, not on their order, and the series of two
+    parts of a run merge into the series of the whole run.
     """
 
     def __init__(self, first_width_s: float = 1.0, max_buckets: int = 4096) -> None:

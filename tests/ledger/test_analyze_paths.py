@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from itertools import pairwise
 
+import pytest
+
 from compare import partitions
 from compare.analysis import analyze
 from cutover.events import Flow
@@ -70,3 +72,23 @@ def test_key_ranges_cover_every_key_once(sqlite_url):
     assert ranges[0][0] is None and ranges[-1][1] is None
     for (_, high), (low, _) in pairwise(ranges):
         assert high == low
+
+
+def test_worker_that_dies_gives_ledger_error(sqlite_url, monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    import compare.analysis
+    from cutover.ledger import LedgerError
+
+    engine = open_ledger(sqlite_url)
+    start_run(engine, "run-1", "shadow", {})
+    _run_with_every_class(engine)
+    monkeypatch.setattr(partitions, "MIN_EVENTS_PER_WORKER", 1)
+
+    class DyingPool:
+        def __init__(self, *args, **kwargs):
+            raise BrokenProcessPool("A child process terminated abruptly")
+
+    monkeypatch.setattr(compare.analysis, "ProcessPoolExecutor", DyingPool)
+    with pytest.raises(LedgerError, match="--workers 1"):
+        analyze(engine, "run-1", workers=2)
