@@ -81,12 +81,14 @@ OTHER_FIELDS = "(other fields)"
 # the first MAX_DIFFERENCE_FIELDS of the run.
 _WORKER_FIELD_LIMIT = 100_000
 
-# Proxy counters of events that never reached the ledger, and the estimate
-# of events lost by proxies that stopped without a clean stop: an order
+# Proxy counters of events that never reached the ledger (sidecar.dropped
+# counts messages the proxy could not hand to its sidecar), and the
+# estimates of events lost by proxies and sidecars that stopped without a
+# clean stop: an order
 # with a lost event may look closed when it was not, so any of them makes
 # the evidence incomplete.
 RECORDING_LOSS_COUNTERS = ("ledger.lost", "ledger.rejected", "events.transform_failed",
-                           "ledger.may_be_missing")
+                           "ledger.may_be_missing", "sidecar.dropped", "sidecar.may_be_missing")
 
 # Order rows kept for display, the most severe first. The count of all
 # notable orders is kept regardless.

@@ -5,7 +5,12 @@ the sidecar's standard input: batches of messages, each batch a 4-byte
 big-endian length and a pickle. Writing never blocks the proxy. When the
 sidecar falls behind by more than `MAX_UNSENT_BYTES`, or has died, new
 messages are dropped, counted and logged, so the storefront's request never
-waits for it.
+waits for it. A sidecar that died is started again (at most once every
+`RESTART_INTERVAL_S`). The number of dropped messages reaches the ledger as
+the counter `sidecar.dropped` with the next batch that is sent. The
+messages handed to the dead sidecar in its last `UNFLUSHED_WINDOW_S` of
+writes may not have reached the ledger; their number goes to the ledger as
+`sidecar.may_be_missing`, an estimate like `ledger.may_be_missing`.
 
 Messages:
 
@@ -23,12 +28,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import logging
 import os
 import pickle
 import signal
 import struct
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +60,17 @@ OBSERVATION_FIELDS = (
 # sidecar, so that a password in it stays out of process listings.
 LEDGER_ENV = "CUTOVER_SIDECAR_LEDGER"
 COPY_FIELDS = ("http_flow_id", "target", "host_header", "method", "path", "headers", "body")
+# Counter of the messages the proxy dropped instead of sending them.
+DROPPED_COUNTER = "sidecar.dropped"
+# Seconds between two starts of a sidecar that keeps dying.
+RESTART_INTERVAL_S = 1.0
+# Counter of the messages a sidecar that died had received but may not have
+# written: those handed to it in the last UNFLUSHED_WINDOW_S seconds of
+# writes, ten times the ledger writer's flush interval.
+# NOTE: an estimate, not a bound: a sidecar further behind than the window
+# loses more.
+UNFLUSHED_COUNTER = "sidecar.may_be_missing"
+UNFLUSHED_WINDOW_S = 2.0
 
 
 class SidecarLink:
@@ -64,11 +82,24 @@ class SidecarLink:
         self._flush_scheduled = False
         # Messages dropped, by the reason they were dropped for.
         self._lost: dict[str, int] = {}
+        # Dropped messages not yet sent to a sidecar as DROPPED_COUNTER, and
+        # the estimate of UNFLUSHED_COUNTER not yet sent.
+        self._unreported = 0
+        self._unflushed = 0
+        # (monotonic time, messages) of the writes to the running sidecar
+        # within UNFLUSHED_WINDOW_S of the latest one.
+        self._recent_writes: collections.deque[tuple[float, int]] = collections.deque()
         self._warned = False
         self._closed = False
+        self._arguments: list[str] = []
+        self._ledger_url = ""
+        self._restart: asyncio.Task[None] | None = None
+        self._last_start = 0.0
 
     async def start(self, arguments: list[str], timeout_s: float = 30.0, *, ledger_url: str) -> None:
         """Start the sidecar and wait until it has opened its ledger (or keeps trying)."""
+        self._arguments, self._ledger_url = arguments, ledger_url
+        self._last_start = time.monotonic()
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "shadow.sidecar", *arguments,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -94,6 +125,8 @@ class SidecarLink:
     async def close(self, timeout_s: float = 60.0) -> None:
         """Send what is left, close the pipe, and wait for the sidecar to finish."""
         self._closed = True
+        if self._restart is not None:
+            await self._restart
         self._flush()
         if self._process is None:
             return
@@ -113,7 +146,7 @@ class SidecarLink:
     def _flush(self) -> None:
         self._flush_scheduled = False
         batch, self._batch = self._batch, []
-        if not batch:
+        if not batch and not (self._unreported or self._unflushed):
             return
         process = self._process
         if process is None and not self._closed:
@@ -126,18 +159,58 @@ class SidecarLink:
         stdin = process.stdin if process is not None else None
         if stdin is None or process.returncode is not None or stdin.is_closing():
             self._drop(batch, "the sidecar is not running")
+            self._count_unflushed()
+            self._restart_soon()
             return
         if stdin.transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
             self._drop(batch, "the sidecar fell behind")
             return
+        counts = [(DROPPED_COUNTER, self._unreported), (UNFLUSHED_COUNTER, self._unflushed)]
+        batch[:0] = [("count", name, value) for name, value in counts if value]
+        self._unreported = self._unflushed = 0
         payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
         stdin.write(FRAME_HEADER.pack(len(payload)) + payload)
+        self._remember_write(len(batch))
+
+    def _remember_write(self, messages: int) -> None:
+        now = time.monotonic()
+        recent = self._recent_writes
+        recent.append((now, messages))
+        while recent[0][0] < now - UNFLUSHED_WINDOW_S:
+            recent.popleft()
+
+    def _count_unflushed(self) -> None:
+        """Count the messages the dead sidecar got last, which it may not have written."""
+        if self._recent_writes:
+            self._unflushed += sum(messages for _, messages in self._recent_writes)
+            self._recent_writes.clear()
 
     def _drop(self, batch: list[tuple[Any, ...]], reason: str) -> None:
         self._lost[reason] = self._lost.get(reason, 0) + len(batch)
+        self._unreported += len(batch)
         if not self._warned:
             self._warned = True
             log.warning("cutover sidecar: dropping messages because %s; they are counted", reason)
+
+    def _restart_soon(self) -> None:
+        """Start a sidecar that died again, unless the link is closing or a start is under way."""
+        if self._closed or self._restart is not None or not self._arguments:
+            return
+        delay = max(0.0, self._last_start + RESTART_INTERVAL_S - time.monotonic())
+        self._restart = asyncio.get_running_loop().create_task(self._start_again(delay))
+
+    async def _start_again(self, delay_s: float) -> None:
+        try:
+            await asyncio.sleep(delay_s)
+            code = self._process.returncode if self._process is not None else None
+            log.warning("cutover sidecar exited (code %s); starting it again. %d messages were "
+                        "dropped so far and go to the ledger as %s", code,
+                        sum(self._lost.values()), DROPPED_COUNTER)
+            await self.start(self._arguments, ledger_url=self._ledger_url)
+        except Exception as exc:  # the proxy must go on forwarding whatever happens here
+            log.error("cutover sidecar could not be started again: %s", exc)
+        finally:
+            self._restart = None
 
 
 def observation_message(observation: Any, route_name: str, mode: str) -> tuple[Any, ...]:

@@ -113,19 +113,47 @@ def _sidecar_pid(proxy_pid: int) -> int:
 
 
 def test_sidecar_killed_storefront_still_answered(tmp_path):
+    """A killed sidecar is started again, and what the proxy dropped meanwhile is counted in the ledger."""
     legacy, candidate = RecordingSink(), RecordingSink()
     with SinkServer(legacy, candidate):
         with ProxyUnderTest(tmp_path, [_ingress(legacy, candidate)]) as proxy:
             url = proxy.url("ingress", "/hook")
             before = asyncio.run(_post_many(url, 0, 10))
-            os.kill(_sidecar_pid(proxy.child.process.pid), signal.SIGKILL)
+            first_sidecar = _sidecar_pid(proxy.child.process.pid)
+            os.kill(first_sidecar, signal.SIGKILL)
             time.sleep(0.5)
-            after = asyncio.run(_post_many(url, 10, 10))
+            during = asyncio.run(_post_many(url, 10, 10))
+
+            # The first message after the death starts a new sidecar.
+            deadline = time.monotonic() + 30
+            while "starting it again" not in proxy.log_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                children = Path(f"/proc/{proxy.child.process.pid}/task/{proxy.child.process.pid}"
+                                "/children").read_text().split()
+                if children and int(children[0]) != first_sidecar:
+                    break
+                time.sleep(0.1)
+            time.sleep(2.0)  # the new sidecar opens the ledger
+            after = asyncio.run(_post_many(url, 20, 10))
             still_running = proxy.child.process.poll() is None
         log = proxy.log_text()
 
-    assert before + after == [200] * 20
-    assert len(legacy.received) == 20
+    assert before + during + after == [200] * 30
+    assert len(legacy.received) == 30
     assert still_running
     assert "dropping messages because the sidecar is not running" in log
-    assert "cutover sidecar missed" in log
+    assert "starting it again" in log
+
+    received = {event.order_key for event in proxy.events() if event.kind == "webhook.received"}
+    counters = load_counters(open_ledger(proxy.ledger_url), proxy.run_id)
+    after_keys = {str(10**18 + number) for number in range(20, 30)}
+    # Recording resumed with the new sidecar.
+    assert after_keys <= received
+    # Every webhook the first sidecar lost, or that came while none ran, is
+    # counted: dropped, or handed to the sidecar just before it died.
+    missing = 30 - len(received)
+    assert missing >= 1
+    assert counters["sidecar.dropped"] >= 1
+    assert counters["sidecar.dropped"] + counters["sidecar.may_be_missing"] >= missing
