@@ -43,7 +43,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,11 +50,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from postgres_schema import postgres_schema  # noqa: E402
+
 from cutover.ledger import open_ledger, start_run  # noqa: E402
 
 RUN_ID = "bench-1m"
 RUN_START = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 MEASUREMENTS = ("baseline", "join-sql", "verdict", "verdict-1-worker", "join-python", "verdict-python")
 _COLUMNS = ("run_id", "order_key", "flow", "kind", "wall_time", "mono_ns", "instance_id",
             "route", "http_flow_id", "status", "latency_ms", "snapshot", "digest", "detail")
@@ -253,22 +253,6 @@ def _run_child(url: str, what: str) -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-@contextlib.contextmanager
-def _postgres_schema() -> Iterator[str]:
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"))
-    schema = "cutover_bench_" + uuid.uuid4().hex[:8]
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=1_000_000, help="orders in the run")
@@ -304,7 +288,7 @@ def main() -> None:
     backends = [("sqlite", f"sqlite:///{path}")]
     with contextlib.ExitStack() as stack:
         if args.postgres:
-            url = stack.enter_context(_postgres_schema())
+            url = stack.enter_context(postgres_schema())
             started = time.perf_counter()
             fill_postgres(url, args.orders)
             print(f"postgres: loaded in {time.perf_counter() - started:.0f} s", flush=True)

@@ -27,16 +27,16 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from postgres_schema import postgres_schema  # noqa: E402
+
 from cutover.ledger import Event, LedgerWriter, load_counters, open_ledger, start_run  # noqa: E402
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 RUN_ID = "bench-ingest"
 SNAPSHOT = json.dumps({"externalId": "#1", "item": {"items": [{"item": {"id": "7"}, "quantity": 2,
                                                               "rate": 19.9}] * 4}, "memo": "x" * 60})
@@ -87,22 +87,6 @@ def _children(url: str, instances: list[str], events: int, insert: str) -> list[
     return results
 
 
-@contextlib.contextmanager
-def _postgres_schema() -> Iterator[str]:
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"))
-    schema = "cutover_bench_" + uuid.uuid4().hex[:8]
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000, help="event rows each writer puts")
@@ -128,7 +112,7 @@ def main() -> None:
                 folder = stack.enter_context(tempfile.TemporaryDirectory())
                 url = f"sqlite:///{folder}/ledger.sqlite"
             else:
-                url = stack.enter_context(_postgres_schema())
+                url = stack.enter_context(postgres_schema())
             open_ledger(url).dispose()  # migrate once, before the writers race
             instances = [f"proxy-{index}" for index in range(writers)]
             mode = "executemany" if insert == "executemany" and ledger == "postgres" else "default"

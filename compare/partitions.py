@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from compare.completeness import Reconciliation
 from compare.join import EvidenceTally
-from compare.sql_join import KeyRange
+from compare.sql_join import KeyRange, driver_errors
 from compare.verdict import MAX_EXAMPLES, Findings, KeySample
 from cutover.ledger import LedgerError
 
@@ -85,16 +85,11 @@ def key_ranges(engine: Engine, run_id: str, workers: int, *,
                         bounds.append(bound)
             finally:
                 cursor.close()
-    except (SQLAlchemyError, *_driver_errors(engine)) as exc:
+    except (SQLAlchemyError, *driver_errors(engine)) as exc:
         raise LedgerError(f"Can't split the orders of run {run_id!r}: {exc}") from exc
 
     edges: list[str | None] = [None, *bounds, None]
     return list(pairwise(edges))
-
-
-def _driver_errors(engine: Engine) -> tuple[type[BaseException], ...]:
-    error = getattr(engine.dialect.dbapi, "Error", None)
-    return (error,) if isinstance(error, type) else ()
 
 
 def merge_keys(into: KeySample, other: KeySample) -> None:

@@ -8,7 +8,7 @@ The database hands out the run's keyed events in the order of the ledger's
 index (order key, flow, monotonic time), as plain DB-API rows of the
 columns the join reads, with the snapshot only on the events whose
 snapshot matters. Each order's rows go to `summarise_rows`, the same
-reduction the Python join uses, so both joins agree by construction; only
+reduction the Python join uses, so both joins agree by construction. Only
 one order's rows are in memory at a time. On PostgreSQL the rows come
 through a server-side cursor, so the client holds one batch.
 
@@ -38,7 +38,8 @@ from compare.join import EvidenceTally, OrderJoin, summarise_rows
 from cutover.events import CONFIRMATION_KINDS, EventKind
 from cutover.ledger import Event, LedgerError, list_instances
 
-__all__ = ["GapCall", "KeyRange", "SkewBound", "join_orders_sql", "judge_gap", "skew_bound"]
+__all__ = ["GapCall", "KeyRange", "SkewBound", "driver_errors", "join_orders_sql", "judge_gap",
+           "skew_bound"]
 
 _EVENTS = Event.__table__
 # Rows fetched from the database at a time.
@@ -56,8 +57,8 @@ def join_orders_sql(engine: Engine, run_id: str, tally: EvidenceTally, *,
     """Yield one `OrderJoin` per order key of the run, in key order, from one sorted scan.
 
     Events without an order key are counted in `tally.uncorrelated` once
-    every order was yielded; with a `key_range` that has a lower bound they
-    are left to the part that has none. Raises LedgerError when the ledger
+    every order was yielded. With a `key_range` that has a lower bound they
+    are left to the range that has none, so each is counted once. Raises LedgerError when the ledger
     cannot be read.
     """
     try:
@@ -76,11 +77,12 @@ def join_orders_sql(engine: Engine, run_id: str, tally: EvidenceTally, *,
             yield from _join(driver, postgres, run_id, key_range, tally)
             if key_range[0] is None:
                 _tally_unjoined(driver, postgres, run_id, tally)
-    except (SQLAlchemyError, *_driver_errors(engine)) as exc:
+    except (SQLAlchemyError, *driver_errors(engine)) as exc:
         raise LedgerError(f"Can't join the events of run {run_id!r}: {exc}") from exc
 
 
-def _driver_errors(engine: Engine) -> tuple[type[BaseException], ...]:
+def driver_errors(engine: Engine) -> tuple[type[BaseException], ...]:
+    """Return the DB-API error class of the engine's driver, for code that uses driver cursors."""
     error = getattr(engine.dialect.dbapi, "Error", None)
     return (error,) if isinstance(error, type) else ()
 

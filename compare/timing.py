@@ -66,9 +66,9 @@ class _Histogram:
 
     Values are counted per HDR bucket in a dict first and added to the HDR
     histogram, bucket by bucket, when it is read. The hdrh package records
-    in pure Python, at about a microsecond a value; a dict increment is
-    several times cheaper, and the dict holds at most one entry per bucket,
-    so memory stays bounded. The histogram read is the one recording each
+    in pure Python, at about a microsecond a value, and a dict increment is
+    several times cheaper. The dict has at most one entry per bucket, so
+    memory stays bounded. The histogram read is the one recording each
     value would have built.
     """
 
@@ -119,8 +119,8 @@ class _Histogram:
         return counts
 
     def __getstate__(self) -> dict[str, object]:
-        # hdrh's histogram holds ctypes buffers, which don't pickle: a
-        # histogram travels from a worker process as its bucket counts.
+        # hdrh's histogram keeps its counts in ctypes buffers, which don't
+        # pickle, so a histogram leaves a worker process as its bucket counts.
         return {"pending": self._bucket_counts(), "count": self.count,
                 "min_ms": self.min_ms, "max_ms": self.max_ms}
 

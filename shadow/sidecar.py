@@ -9,7 +9,7 @@ waits for it. A sidecar that died is started again (at most once every
 `RESTART_INTERVAL_S`). The number of dropped messages reaches the ledger as
 the counter `sidecar.dropped` with the next batch that is sent. The
 messages handed to the dead sidecar in its last `UNFLUSHED_WINDOW_S` of
-writes may not have reached the ledger; their number goes to the ledger as
+writes may not have reached the ledger. Their number goes to the ledger as
 `sidecar.may_be_missing`, an estimate like `ledger.may_be_missing`.
 
 Messages:
@@ -207,8 +207,9 @@ class SidecarLink:
                         "dropped so far and go to the ledger as %s", code,
                         sum(self._lost.values()), DROPPED_COUNTER)
             await self.start(self._arguments, ledger_url=self._ledger_url)
-        except Exception as exc:  # the proxy must go on forwarding whatever happens here
-            log.error("cutover sidecar could not be started again: %s", exc)
+        except Exception as exc:  # a failed start must not end the proxy's event loop task
+            log.error("cutover sidecar could not be started again: %s; the next message "
+                      "that finds it dead tries again", exc)
         finally:
             self._restart = None
 

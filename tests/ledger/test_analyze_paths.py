@@ -69,7 +69,8 @@ def test_key_ranges_cover_every_key_once(sqlite_url):
     assert partitions.key_ranges(engine, "run-1", 4) == [(None, None)]
     ranges = partitions.key_ranges(engine, "run-1", 4, min_events=1)
     assert len(ranges) == 4
-    assert ranges[0][0] is None and ranges[-1][1] is None
+    assert ranges[0][0] is None
+    assert ranges[-1][1] is None
     for (_, high), (low, _) in pairwise(ranges):
         assert high == low
 
